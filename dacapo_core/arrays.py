@@ -1,0 +1,133 @@
+"""Zarr arrays in world units: open, create, read with padding, and ROI strings.
+
+Geometry follows funlib: an array has a voxel size, an offset and a ROI in world
+units (nm); channel axes are named with a trailing ``^``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from funlib.geometry import Coordinate, Roi
+from funlib.persistence import Array, open_ds, prepare_ds
+
+SPATIAL_AXES = ("z", "y", "x")
+
+
+class DataError(ValueError):
+    """Input data that cannot be used as asked: one line naming the file."""
+
+
+def parse_roi(text: str) -> Roi:
+    """``"[z0:z1,y0:y1,x0:x1]"`` (world units, end exclusive) -> Roi."""
+    match = re.fullmatch(r"\s*\[([^\]]*)\]\s*", text)
+    if not match:
+        raise ValueError(f"ROI {text!r} is not of the form '[z0:z1,y0:y1,x0:x1]'")
+    begins, ends = [], []
+    for part in match.group(1).split(","):
+        lo, sep, hi = part.partition(":")
+        if not sep:
+            raise ValueError(f"ROI {text!r}: '{part}' is not 'begin:end'")
+        begins.append(int(lo))
+        ends.append(int(hi))
+    if any(e <= b for b, e in zip(begins, ends, strict=True)):
+        raise ValueError(f"ROI {text!r} is empty")
+    return Roi(begins, [e - b for b, e in zip(begins, ends, strict=True)])
+
+
+def format_roi(roi: Roi) -> str:
+    """Roi -> ``"[z0:z1,y0:y1,x0:x1]"``, the inverse of parse_roi."""
+    return "[" + ",".join(f"{b}:{e}" for b, e in zip(roi.begin, roi.end, strict=True)) + "]"
+
+
+def array_path(container: str | Path, dataset: str) -> str:
+    return f"{Path(container)}/{dataset.strip('/')}"
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """``"a/b.zarr/c/d"`` -> (``"a/b.zarr"``, ``"c/d"``)."""
+    match = re.fullmatch(r"(.+?\.(?:zarr|n5))/(.+)", str(path).rstrip("/"))
+    if not match:
+        raise ValueError(f"{path!r}: expected CONTAINER.zarr/DATASET")
+    return match.group(1), match.group(2)
+
+
+def open_array(path: str | Path, mode: str = "r") -> Array:
+    """Open a zarr array with its funlib metadata; DataError if it is missing."""
+    container, dataset = split_path(str(path))
+    if not Path(container).exists():
+        raise DataError(f"{container}: container not found")
+    try:
+        return open_ds(array_path(container, dataset), mode=mode)
+    except Exception as e:  # zarr raises several types for a missing array
+        raise DataError(f"{path}: cannot open array ({type(e).__name__})") from None
+
+
+def prepare_array(
+    path: str | Path,
+    roi: Roi,
+    voxel_size: Coordinate,
+    dtype: Any,
+    num_channels: int | None = None,
+    chunk_shape: Coordinate | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> Array:
+    """Create (or overwrite) an array covering ``roi``; optional leading channel axis."""
+    container, dataset = split_path(str(path))
+    zarr.open_group(container, mode="a")  # funlib writes no root group marker
+    voxel_size = Coordinate(voxel_size)
+    shape = roi.shape / voxel_size
+    axes = list(SPATIAL_AXES[-voxel_size.dims :])
+    chunks = chunk_shape if chunk_shape is not None else Coordinate((64,) * voxel_size.dims)
+    if num_channels is not None:
+        shape = (num_channels, *shape)
+        axes = ["c^", *axes]
+        chunks = (num_channels, *chunks)
+    array = prepare_ds(
+        array_path(container, dataset),
+        shape=tuple(shape),
+        offset=roi.offset,
+        voxel_size=voxel_size,
+        axis_names=axes,
+        units=["nm"] * voxel_size.dims,
+        chunk_shape=tuple(chunks),
+        dtype=dtype,
+        mode="w",
+    )
+    if attrs:
+        zarr.open(array_path(container, dataset), mode="a").attrs.update(attrs)
+    return array
+
+
+def write_numpy(
+    path: str | Path, data: np.ndarray, voxel_size: Coordinate, offset: Coordinate | None = None
+) -> Array:
+    """Write a whole in-memory volume (spatial axes last) as a zarr array."""
+    voxel_size = Coordinate(voxel_size)
+    spatial = Coordinate(data.shape[-voxel_size.dims :])
+    offset = Coordinate(offset) if offset is not None else Coordinate((0,) * voxel_size.dims)
+    channels = data.shape[0] if data.ndim > voxel_size.dims else None
+    array = prepare_array(path, Roi(offset, spatial * voxel_size), voxel_size, data.dtype, channels)
+    array[array.roi] = data
+    return array
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write sorted, indented JSON atomically (temporary name, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(f.name, path)
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())

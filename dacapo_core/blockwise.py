@@ -1,0 +1,74 @@
+"""Running a daisy task honestly: scheduler on loopback, failed blocks fail loudly."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import daisy
+from funlib.geometry import Coordinate, Roi
+
+log = logging.getLogger(__name__)
+
+
+class BlockwiseError(RuntimeError):
+    """Some blocks of a task did not complete."""
+
+
+def task_id(stage: str, output: str | Path) -> str:
+    """A stable task id (no timestamp), so block tracking can resume a killed job."""
+    return f"{stage}_" + re.sub(r"[^A-Za-z0-9]+", "_", str(output)).strip("_")
+
+
+def block_shape_multiple(block_shape: Coordinate, unit: Coordinate) -> Coordinate:
+    """Round ``block_shape`` up to a multiple of ``unit`` (both in voxels)."""
+    return Coordinate(-(-b // u) * u for b, u in zip(block_shape, unit, strict=True))
+
+
+def run(
+    stage: str,
+    output: str | Path,
+    total_roi: Roi,
+    read_roi: Roi,
+    write_roi: Roi,
+    worker: Callable[[], None],
+    num_workers: int,
+    log_dir: str | Path | None = None,
+    timeout: float | None = None,
+) -> None:
+    """Run ``worker`` (a 0-argument function with its own daisy.Client loop) over blocks.
+
+    Raises BlockwiseError naming the task and the first worker error if any block
+    failed permanently: daisy itself only reports it in the returned states.
+    """
+    if log_dir is not None:
+        daisy.logging.set_log_basedir(str(log_dir))
+    task = daisy.Task(
+        task_id(stage, output),
+        total_roi=total_roi,
+        read_roi=read_roi,
+        write_roi=write_roi,
+        process_function=worker,
+        read_write_conflict=False,
+        fit="shrink",
+        max_workers=num_workers,
+        max_retries=2,
+        timeout=timeout,
+    )
+    states = daisy.run_blockwise(
+        [task],
+        host=os.environ.get("DAISY_HOST", "127.0.0.1"),
+        return_states=True,
+        progress=True,
+        summary=False,
+    )
+    state = states[task.task_id]
+    if state.failed_count or state.orphaned_count or not state.is_done():
+        error = (state.first_worker_error or "no error message").strip().splitlines()[-1]
+        raise BlockwiseError(
+            f"{stage}: {state.failed_count} of {state.total_block_count} blocks failed "
+            f"({state.orphaned_count} orphaned) writing {output}; first error: {error}"
+        )

@@ -1,0 +1,137 @@
+"""``dacapo-flow``: each workflow step by hand, without Snakemake.
+
+User mistakes (bad config, missing file, failed blocks) end with one line on
+stderr and exit status 2 or 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from funlib.geometry import Coordinate
+
+from . import arrays
+from .blockwise import BlockwiseError
+from .config import ConfigError
+
+
+def _roi(text: str | None):
+    return None if text is None else arrays.parse_roi(text)
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from .importer import import_volume
+
+    array = import_volume(args.src, args.out, args.voxel_size, args.key, args.offset)
+    print(f"{args.out}: {tuple(array.shape)} {array.dtype}, ROI {arrays.format_roi(array.roi)}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from .predict import predict_blockwise
+
+    predict_blockwise(
+        args.checkpoint,
+        args.input,
+        args.out,
+        _roi(args.roi),
+        args.workers,
+        Coordinate(args.block_shape) if args.block_shape else None,
+        args.device,
+    )
+
+
+def cmd_segment(args: argparse.Namespace) -> None:
+    from .postprocess import segment_blockwise
+
+    segment_blockwise(
+        args.affinities, args.out, args.threshold, _roi(args.roi), args.block_shape, args.workers
+    )
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .evaluate import evaluate
+
+    seg = arrays.open_array(args.segmentation)
+    gt = arrays.open_array(args.gt)
+    roi = seg.roi.intersect(gt.roi)
+    if roi.empty:
+        raise arrays.DataError(f"{args.segmentation} and {args.gt} do not overlap")
+    print(json.dumps(evaluate(seg.to_ndarray(roi), gt.to_ndarray(roi)), indent=2, sort_keys=True))
+
+
+def cmd_check(args: argparse.Namespace) -> None:
+    from . import config, preflight
+
+    cfg = config.load(args.config)
+    preflight.check(cfg)
+    print(f"{args.config}: ok ({len(cfg.resolved_runs())} runs, {len(cfg.apply)} targets)")
+
+
+def cmd_schema(args: argparse.Namespace) -> None:
+    from .config import json_schema
+
+    print(json.dumps(json_schema(), indent=2, sort_keys=True))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dacapo-flow", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("import", help="turn an .npz/.tif/.h5 volume into a zarr array")
+    s.add_argument("src")
+    s.add_argument("--out", required=True, help="CONTAINER.zarr/DATASET")
+    s.add_argument("--voxel-size", type=int, nargs="+", required=True)
+    s.add_argument("--offset", type=int, nargs="+", help="world units (default 0)")
+    s.add_argument("--key", help="array name inside the file (default: the first)")
+    s.set_defaults(func=cmd_import)
+
+    blockwise = argparse.ArgumentParser(add_help=False)
+    blockwise.add_argument("--roi", help='world units, "[z0:z1,y0:y1,x0:x1]"')
+    blockwise.add_argument("--workers", type=int, default=2)
+    blockwise.add_argument("--block-shape", type=int, nargs="+", metavar="N")
+
+    s = sub.add_parser("predict", parents=[blockwise], help="blockwise prediction")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--input", required=True, help="raw: CONTAINER.zarr/DATASET")
+    s.add_argument("--out", required=True, help="CONTAINER.zarr/DATASET")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("segment", parents=[blockwise], help="seamless blockwise watershed")
+    s.add_argument("--affinities", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--threshold", type=float, required=True)
+    s.set_defaults(func=cmd_segment, block_shape=[128, 128, 128])
+
+    s = sub.add_parser("evaluate", help="VOI / adapted Rand scores as JSON")
+    s.add_argument("--segmentation", required=True)
+    s.add_argument("--gt", required=True)
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("check", help="validate a config and the data it points at")
+    s.add_argument("config")
+    s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("schema", help="print the config's JSON schema")
+    s.set_defaults(func=cmd_schema)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ConfigError, arrays.DataError, ValueError) as e:
+        print(f"dacapo-flow {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except BlockwiseError as e:
+        print(f"dacapo-flow {args.command}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

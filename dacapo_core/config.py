@@ -1,0 +1,313 @@
+"""The experiment config: typed models with documented defaults, and one-line errors.
+
+Every key except ``datasets`` and a run's ``datasplit`` has a default, so a minimal
+config works. The models are the single source of truth: the JSON schema under
+``workflow/schemas/`` is generated from them (``dacapo-flow schema``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+Shape = list[Annotated[int, Field(gt=0)]]
+
+#: criterion -> "lower" or "higher" is better
+CRITERIA: dict[str, str] = {
+    "voi": "lower",
+    "voi_split": "lower",
+    "voi_merge": "lower",
+    "arand": "lower",
+}
+
+
+class ConfigError(ValueError):
+    """A user mistake in the config or its data: one line naming the culprit."""
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetConfig(Strict):
+    """A named volume: a zarr container and array paths inside it."""
+
+    container: str = Field(description="path of the zarr container")
+    raw: str = Field(description="raw intensities inside the container")
+    gt: str | None = Field(None, description="instance labels (0 = background/boundary)")
+    mask: str | None = Field(None, description="nonzero where gt is labelled")
+
+
+class DataSplit(Strict):
+    train: list[Name] = Field(min_length=1)
+    validate_: list[Name] = Field(default_factory=list, alias="validate")
+    train_weights: list[float] | None = Field(
+        None, description="sampling weight per training dataset (default: equal)"
+    )
+
+
+class AffinitiesTask(Strict):
+    """gt -> affinities for a neighbourhood of offsets (voxels), with balanced weights."""
+
+    type: Literal["affinities"] = "affinities"
+    neighborhood: list[list[int]] = Field(
+        default=[[1, 0, 0], [0, 1, 0], [0, 0, 1], [3, 0, 0], [0, 3, 0], [0, 0, 3]],
+        description="offsets; the first ones must be the unit offsets along each axis",
+    )
+
+    @field_validator("neighborhood")
+    @classmethod
+    def _nearest_first(cls, value: list[list[int]]) -> list[list[int]]:
+        dims = len(value[0]) if value else 0
+        if dims not in (2, 3) or any(len(v) != dims for v in value):
+            raise ValueError("offsets must all have 2 or 3 entries")
+        units = [[int(i == d) for i in range(dims)] for d in range(dims)]
+        if value[:dims] != units:
+            raise ValueError(f"must start with the unit offsets {units} (used for fragments)")
+        return value
+
+
+class UNetConfig(Strict):
+    """A UNet with valid convolutions; its output shape follows from ``input_shape``."""
+
+    type: Literal["unet"] = "unet"
+    input_shape: Shape = [76, 76, 76]
+    eval_shape_increase: list[Annotated[int, Field(ge=0)]] = [32, 32, 32]
+    fmaps: int = Field(12, gt=0)
+    fmap_inc_factor: int = Field(4, gt=0)
+    downsample_factors: list[Shape] = [[2, 2, 2], [2, 2, 2]]
+    kernel_size: int = Field(3, ge=1)
+
+
+class SimpleAugment(Strict):
+    type: Literal["simple"] = "simple"
+    mirror: bool = True
+    transpose: bool = True
+
+
+class ElasticAugment(Strict):
+    """Smooth random deformation (and rotation); spacing and jitter in voxels."""
+
+    type: Literal["elastic"] = "elastic"
+    control_point_spacing: Shape = [10, 10, 10]
+    jitter_sigma: list[float] = [1.0, 1.0, 1.0]
+    rotate: bool = True
+    subsample: int = Field(2, ge=1)
+
+
+class IntensityAugment(Strict):
+    type: Literal["intensity"] = "intensity"
+    scale: tuple[float, float] = (0.9, 1.1)
+    shift: tuple[float, float] = (-0.1, 0.1)
+
+
+Augment = Annotated[SimpleAugment | ElasticAugment | IntensityAugment, Field(discriminator="type")]
+
+
+class TrainerConfig(Strict):
+    batch_size: int = Field(1, gt=0)
+    learning_rate: float = Field(5e-4, gt=0)
+    min_masked: float = Field(0.1, ge=0, le=1)
+    snapshot_interval: int = Field(1000, gt=0)
+    augments: list[Augment] = Field(default_factory=lambda: [SimpleAugment(), IntensityAugment()])
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class WatershedConfig(Strict):
+    """Fragments (watershed on affinities) + hierarchical agglomeration; a grid sweep."""
+
+    type: Literal["watershed"] = "watershed"
+    thresholds: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], min_length=1
+    )
+    merge_function: list[Literal["mean"]] = Field(default=["mean"], min_length=1)
+
+    def parameter_sets(self) -> list[dict[str, Any]]:
+        """Every combination of the grid, in a stable order."""
+        return [
+            {"merge_function": m, "threshold": t}
+            for m in self.merge_function
+            for t in sorted(self.thresholds)
+        ]
+
+
+class StartConfig(Strict):
+    run: Name
+    criterion: str = "voi"
+
+
+class RunConfig(Strict):
+    repetitions: int = Field(1, ge=1)
+    datasplit: DataSplit
+    task: AffinitiesTask = AffinitiesTask()
+    architecture: UNetConfig = UNetConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    train_until: int = Field(2000, gt=0)
+    validation_interval: int = Field(500, gt=0)
+    post_processor: WatershedConfig = WatershedConfig()
+    criterion: str = "voi"
+    start: StartConfig | None = None
+
+    @field_validator("criterion")
+    @classmethod
+    def _known_criterion(cls, value: str) -> str:
+        if value not in CRITERIA:
+            raise ValueError(f"unknown criterion '{value}' (choose from {sorted(CRITERIA)})")
+        return value
+
+    def iterations(self) -> list[int]:
+        """Checkpoint iterations: every validation interval, and train_until itself."""
+        its = list(range(self.validation_interval, self.train_until, self.validation_interval))
+        return its + [self.train_until]
+
+
+class ApplyConfig(Strict):
+    run: Name
+    input: Name
+    name: Name | None = Field(None, description="target name (default: the input's name)")
+    roi: str | None = Field(None, description='world units, "[z0:z1,y0:y1,x0:x1]"')
+    num_workers: int = Field(2, ge=1)
+    block_shape: Shape = [128, 128, 128]
+    threshold: float | None = Field(None, gt=0, lt=1, description="default: selected")
+    iteration: int | None = Field(None, gt=0, description="default: selected")
+
+    @property
+    def target(self) -> str:
+        return self.name or self.input
+
+
+class DemoConfig(Strict):
+    """A synthetic EM-like volume, made by the workflow itself."""
+
+    container: str = "data/demo.zarr"
+    voxel_size: Shape = [8, 8, 8]
+
+
+class ExperimentConfig(Strict):
+    seed: int = 42
+    demo: DemoConfig | None = None
+    datasets: dict[Name, DatasetConfig] = Field(min_length=1)
+    runs: dict[Name, RunConfig] = Field(min_length=1)
+    apply: list[ApplyConfig] = Field(default_factory=list)
+
+    def resolved_runs(self) -> dict[str, ResolvedRun]:
+        """Run name -> run, with repetitions expanded to ``NAME__k``."""
+        out = {}
+        for name, run in self.runs.items():
+            reps = range(run.repetitions)
+            for k in reps:
+                rname = name if run.repetitions == 1 else f"{name}__{k}"
+                out[rname] = ResolvedRun(name=rname, base=name, seed=self.seed + k, run=run)
+        return out
+
+
+class ResolvedRun(BaseModel):
+    """One run of an experiment: its config plus the seed of its repetition."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    base: str
+    seed: int
+    run: RunConfig
+
+
+def training_view(resolved: ResolvedRun, datasets: dict[str, DatasetConfig]) -> dict[str, Any]:
+    """Only what training depends on: changing anything else must not retrain."""
+    run = resolved.run
+    include = {
+        "datasplit": {"train", "train_weights"},
+        "task": True,
+        "architecture": True,
+        "trainer": True,
+    }
+    return {
+        "resolved": {
+            "name": resolved.name,
+            "base": resolved.base,
+            "seed": resolved.seed,
+            "run": run.model_dump(mode="json", by_alias=True, include=include),
+        },
+        "datasets": {n: datasets[n].model_dump(mode="json") for n in run.datasplit.train},
+    }
+
+
+def _format(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    if first["type"] == "extra_forbidden":
+        return f"{where}: unknown key"
+    if first["type"] == "missing":
+        return f"{where}: missing required key"
+    return f"{where}: {first['msg']} (got {first.get('input')!r})"
+
+
+def parse(data: dict[str, Any]) -> ExperimentConfig:
+    """Validate a config dict; raise ConfigError with one line naming the key."""
+    try:
+        cfg = ExperimentConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format(e)) from None
+    _check_references(cfg)
+    return cfg
+
+
+def load(path: str | Path) -> ExperimentConfig:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return parse(data)
+
+
+def _check_references(cfg: ExperimentConfig) -> None:
+    """Names that point elsewhere in the config must exist."""
+    runs = cfg.resolved_runs()
+    for name, run in cfg.runs.items():
+        split = run.datasplit
+        for role, names in (("train", split.train), ("validate", split.validate_)):
+            for i, ds in enumerate(names):
+                if ds not in cfg.datasets:
+                    raise ConfigError(f"runs.{name}.datasplit.{role}[{i}]: unknown dataset '{ds}'")
+                if cfg.datasets[ds].gt is None:
+                    raise ConfigError(f"datasets.{ds}.gt: needed to {role} run '{name}'")
+        weights = split.train_weights
+        if weights is not None and len(weights) != len(split.train):
+            raise ConfigError(f"runs.{name}.datasplit.train_weights: one weight per dataset")
+        dims = len(run.task.neighborhood[0])
+        arch = run.architecture
+        for key in ("input_shape", "eval_shape_increase"):
+            if len(getattr(arch, key)) != dims:
+                raise ConfigError(f"runs.{name}.architecture.{key}: needs {dims} entries")
+        if run.start is not None and run.start.run not in runs:
+            raise ConfigError(f"runs.{name}.start.run: unknown run '{run.start.run}'")
+    targets = set()
+    for i, entry in enumerate(cfg.apply):
+        if entry.run not in runs:
+            raise ConfigError(f"apply[{i}].run: unknown run '{entry.run}'")
+        if entry.input not in cfg.datasets:
+            raise ConfigError(f"apply[{i}].input: unknown dataset '{entry.input}'")
+        if (entry.run, entry.target) in targets:
+            raise ConfigError(f"apply[{i}]: target '{entry.target}' of run '{entry.run}' twice")
+        targets.add((entry.run, entry.target))
+        if entry.roi is not None and not re.fullmatch(r"\[[-0-9:, ]+\]", entry.roi):
+            raise ConfigError(f"apply[{i}].roi: expected '[z0:z1,y0:y1,x0:x1]', got {entry.roi!r}")
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of the config, for snakemake.utils.validate and editors."""
+    schema = ExperimentConfig.model_json_schema(by_alias=True)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

@@ -1,0 +1,105 @@
+"""A UNet with valid convolutions (2D or 3D) and the geometry that follows from it.
+
+Valid convolutions make the output a function of a fixed input window only, so
+blockwise prediction is seamless: the output shape (and the context a block
+needs) is computed from the input shape, never guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from funlib.geometry import Coordinate
+from torch import nn
+
+from .config import UNetConfig
+
+
+class ShapeError(ValueError):
+    """An input shape the UNet cannot process without cropping misalignment."""
+
+
+def _conv_pass(dims: int, fin: int, fout: int, kernel: int) -> nn.Sequential:
+    conv = nn.Conv3d if dims == 3 else nn.Conv2d
+    return nn.Sequential(
+        conv(fin, fout, kernel), nn.ReLU(inplace=True), conv(fout, fout, kernel), nn.ReLU(True)
+    )
+
+
+def _center_crop(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    spatial = x.shape[2:]
+    slices = [slice((s - t) // 2, (s - t) // 2 + t) for s, t in zip(spatial, shape, strict=True)]
+    return x[(slice(None), slice(None), *slices)]
+
+
+class UNet(nn.Module):
+    """Encoder/decoder with skip connections; ``out_channels`` sigmoid outputs."""
+
+    def __init__(self, config: UNetConfig, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.config = config
+        dims = len(config.input_shape)
+        k = config.kernel_size
+        fmaps = [config.fmaps * config.fmap_inc_factor**i for i in range(self.levels + 1)]
+        pool = nn.MaxPool3d if dims == 3 else nn.MaxPool2d
+        upconv = nn.ConvTranspose3d if dims == 3 else nn.ConvTranspose2d
+        self.down = nn.ModuleList()
+        self.pools = nn.ModuleList()
+        fin = in_channels
+        for level, factor in enumerate(config.downsample_factors):
+            self.down.append(_conv_pass(dims, fin, fmaps[level], k))
+            self.pools.append(pool(tuple(factor), tuple(factor)))
+            fin = fmaps[level]
+        self.bottom = _conv_pass(dims, fin, fmaps[self.levels], k)
+        self.ups = nn.ModuleList()
+        self.up_convs = nn.ModuleList()
+        for level in reversed(range(self.levels)):
+            factor = tuple(config.downsample_factors[level])
+            self.ups.append(upconv(fmaps[level + 1], fmaps[level], factor, factor))
+            self.up_convs.append(_conv_pass(dims, 2 * fmaps[level], fmaps[level], k))
+        conv = nn.Conv3d if dims == 3 else nn.Conv2d
+        self.head = conv(fmaps[0], out_channels, 1)
+
+    @property
+    def levels(self) -> int:
+        return len(self.config.downsample_factors)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for down, pool in zip(self.down, self.pools, strict=True):
+            x = down(x)
+            skips.append(x)
+            x = pool(x)
+        x = self.bottom(x)
+        for up, conv, skip in zip(self.ups, self.up_convs, reversed(skips), strict=True):
+            x = up(x)
+            x = conv(torch.cat([_center_crop(skip, x.shape[2:]), x], dim=1))
+        return torch.sigmoid(self.head(x))
+
+
+def output_shape(config: UNetConfig, input_shape: Sequence[int]) -> Coordinate:
+    """Output voxels for ``input_shape``; ShapeError naming the level that fails."""
+    shrink = 2 * (config.kernel_size - 1)
+    shape = list(input_shape)
+    for level, factor in enumerate(config.downsample_factors):
+        shape = [s - shrink for s in shape]
+        if any(s <= 0 or s % f for s, f in zip(shape, factor, strict=True)):
+            raise ShapeError(
+                f"input shape {list(input_shape)}: size {shape} before downsampling level "
+                f"{level} is not a positive multiple of {factor}"
+            )
+        shape = [s // f for s, f in zip(shape, factor, strict=True)]
+    shape = [s - shrink for s in shape]
+    for factor in reversed(config.downsample_factors):
+        shape = [s * f - shrink for s, f in zip(shape, factor, strict=True)]
+    if any(s <= 0 for s in shape):
+        raise ShapeError(f"input shape {list(input_shape)} is too small for this UNet")
+    if any((i - o) % 2 for i, o in zip(input_shape, shape, strict=True)):
+        raise ShapeError(f"input shape {list(input_shape)}: context is not symmetric")
+    return Coordinate(shape)
+
+
+def eval_input_shape(config: UNetConfig) -> Coordinate:
+    """The larger window used for prediction (more output per forward pass)."""
+    return Coordinate(config.input_shape) + Coordinate(config.eval_shape_increase)

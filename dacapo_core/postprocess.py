@@ -1,0 +1,336 @@
+"""Seamless blockwise watershed: fragments, a region graph, one global agglomeration.
+
+1. ``FragmentWorker``: watershed fragments per block (waterz), ids unique across blocks.
+2. ``EdgeWorker``: region-graph edges per block, reading one voxel of context on
+   the negative faces, so that edges across block faces exist. Each block writes
+   one ``.npz`` file (fragment ids + edges with summed affinities and counts).
+3. ``merge_history``: hierarchical agglomeration of the whole graph by mean
+   affinity, recorded once; any threshold is then a prefix of the history.
+4. ``RelabelWorker``: fragments -> segments through a lookup table, per block.
+
+Because agglomeration is decided once for the whole graph, an object that
+crosses block faces gets one label, and sweeping thresholds costs one lookup
+table each instead of a new segmentation.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import daisy
+import numpy as np
+import waterz
+from funlib.geometry import Coordinate, Roi
+
+from . import arrays, blockwise
+
+
+@dataclass(frozen=True)
+class Graph:
+    """The region graph: fragment ids and edges (u < v) with affinity sums and counts."""
+
+    nodes: np.ndarray
+    edges: np.ndarray
+    sums: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def load(cls, graph_dir: str | Path) -> Graph:
+        parts = [np.load(p) for p in sorted(Path(graph_dir).glob("*.npz"))]
+        if not parts:
+            raise FileNotFoundError(f"{graph_dir}: no region graph blocks")
+        edges = np.concatenate([p["edges"] for p in parts]).reshape(-1, 2)
+        unique, inverse = np.unique(edges, axis=0, return_inverse=True)
+        sums = np.bincount(inverse.ravel(), np.concatenate([p["sums"] for p in parts]))
+        counts = np.bincount(inverse.ravel(), np.concatenate([p["counts"] for p in parts]))
+        nodes = np.unique(np.concatenate([p["nodes"] for p in parts]))
+        return cls(nodes, unique.astype(np.uint64), sums, counts)
+
+
+@dataclass(frozen=True)
+class MergeHistory:
+    """Merges in the order agglomeration made them: ``merged[i]`` into ``into[i]``."""
+
+    nodes: np.ndarray
+    merged: np.ndarray
+    into: np.ndarray
+    scores: np.ndarray
+
+    def lookup(self, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """(fragment ids, segment ids 1..n) after all merges below ``threshold``."""
+        steps = int(np.searchsorted(np.maximum.accumulate(self.scores), threshold, "left"))
+        parent = np.arange(len(self.nodes))
+        src = np.searchsorted(self.nodes, self.merged[:steps])
+        dst = np.searchsorted(self.nodes, self.into[:steps])
+        parent[src] = dst
+        while True:
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
+                break
+            parent = grand
+        _, segments = np.unique(parent, return_inverse=True)
+        return self.nodes, (segments + 1).astype(np.uint64)
+
+
+def fragments(affs: np.ndarray, id_offset: int = 0) -> np.ndarray:
+    """Watershed fragments of nearest-neighbour affinities (channels 0..2)."""
+    nn = np.ascontiguousarray(affs[:3], dtype=np.float32)
+    frags = next(iter(waterz.agglomerate(nn, thresholds=[0.0]))).copy()
+    frags[frags > 0] += np.uint64(id_offset)
+    return frags
+
+
+def edges(frags: np.ndarray, affs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges between voxel ``p`` and ``p - e_d`` for all ``p`` but the first slab per axis.
+
+    ``frags``/``affs`` carry one voxel of context on the negative side of each axis.
+    """
+    pairs, values = [], []
+    inner = tuple(slice(1, None) for _ in range(frags.ndim))
+    for d in range(frags.ndim):
+        back = tuple(slice(0, -1) if i == d else slice(1, None) for i in range(frags.ndim))
+        u, v = frags[inner].ravel(), frags[back].ravel()
+        keep = (u != v) & (u > 0) & (v > 0)
+        pairs.append(np.stack([np.minimum(u, v)[keep], np.maximum(u, v)[keep]], axis=1))
+        values.append(affs[d][inner].ravel()[keep])
+    pairs_all = np.concatenate(pairs)
+    if len(pairs_all) == 0:
+        return np.zeros((0, 2), np.uint64), np.zeros(0), np.zeros(0)
+    unique, inverse = np.unique(pairs_all, axis=0, return_inverse=True)
+    sums = np.bincount(inverse.ravel(), np.concatenate(values).astype(np.float64))
+    counts = np.bincount(inverse.ravel()).astype(np.float64)
+    return unique, sums, counts
+
+
+def merge_history(graph: Graph) -> MergeHistory:
+    """Agglomerate greedily by mean affinity (score ``1 - mean``) until one region is left.
+
+    Merging two regions sums their edge statistics to each neighbour, as waterz's
+    ``OneMinus<MeanAffinity>`` does on a whole volume.
+    """
+    adjacency: dict[int, dict[int, list[float]]] = {int(n): {} for n in graph.nodes}
+    heap = []
+    for (u, v), s, c in zip(graph.edges.tolist(), graph.sums, graph.counts, strict=True):
+        adjacency[u][v] = adjacency[v][u] = [s, c]
+        heap.append((1.0 - s / c, u, v))
+    heapq.heapify(heap)
+    merged, into, scores = [], [], []
+    while heap:
+        score, u, v = heapq.heappop(heap)
+        stats = adjacency.get(u, {}).get(v)
+        if stats is None or 1.0 - stats[0] / stats[1] != score:
+            continue  # stale entry: a region merged or the edge changed since
+        if len(adjacency[u]) > len(adjacency[v]):
+            u, v = v, u
+        del adjacency[v][u]
+        for n, (s, c) in adjacency.pop(u).items():
+            if n == v:
+                continue
+            del adjacency[n][u]
+            joint = adjacency[v].setdefault(n, [0.0, 0.0])
+            joint[0] += s
+            joint[1] += c
+            adjacency[n][v] = joint
+            heapq.heappush(heap, (1.0 - joint[0] / joint[1], min(n, v), max(n, v)))
+        merged.append(u)
+        into.append(v)
+        scores.append(score)
+    return MergeHistory(
+        graph.nodes,
+        np.array(merged, np.uint64),
+        np.array(into, np.uint64),
+        np.array(scores, np.float64),
+    )
+
+
+def relabel(frags: np.ndarray, nodes: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """Map fragment ids to segment ids (0 stays 0)."""
+    out = np.zeros(frags.shape, np.uint64)
+    inside = frags > 0
+    out[inside] = segments[np.searchsorted(nodes, frags[inside])]
+    return out
+
+
+def _block_index(write_roi: Roi, total: Roi, block: Coordinate) -> tuple[int, ...]:
+    return tuple((write_roi.begin - total.begin) / block)
+
+
+def _block_id_offset(index: tuple[int, ...], total: Roi, block: Coordinate, vs: Coordinate) -> int:
+    """Block ``index`` may use ids above every id of the blocks before it in the grid."""
+    grid = [-(-s // b) for s, b in zip(total.shape, block, strict=True)]
+    return int(np.ravel_multi_index(index, grid)) * int(np.prod(block / vs))
+
+
+@dataclass(frozen=True)
+class FragmentWorker:
+    affs: str
+    frags: str
+    graph_dir: str
+    total: Roi
+    block: Coordinate
+
+    def __call__(self) -> None:
+        client = daisy.Client()
+        affs = arrays.open_array(self.affs)
+        out = arrays.open_array(self.frags, mode="r+")
+        while True:
+            with client.acquire_block() as b:
+                if b is None:
+                    return
+                index = _block_index(b.write_roi, self.total, self.block)
+                data = affs.to_ndarray(b.write_roi)
+                offset = _block_id_offset(index, self.total, self.block, affs.voxel_size)
+                out[b.write_roi] = fragments(data, offset)
+
+
+@dataclass(frozen=True)
+class EdgeWorker:
+    affs: str
+    frags: str
+    graph_dir: str
+    total: Roi
+    block: Coordinate
+
+    def __call__(self) -> None:
+        client = daisy.Client()
+        affs = arrays.open_array(self.affs)
+        frags = arrays.open_array(self.frags)
+        vs = frags.voxel_size
+        while True:
+            with client.acquire_block() as b:
+                if b is None:
+                    return
+                read = b.write_roi.grow(vs, Coordinate((0,) * vs.dims))
+                f = frags.to_ndarray(read)
+                pairs, sums, counts = edges(f, affs.to_ndarray(read))
+                index = _block_index(b.write_roi, self.total, self.block)
+                name = Path(self.graph_dir) / ("_".join(map(str, index)) + ".npz")
+                tmp = name.with_suffix(f".{os.getpid()}.tmp.npz")
+                nodes = np.unique(f[(slice(1, None),) * f.ndim])
+                np.savez(tmp, nodes=nodes[nodes > 0], edges=pairs, sums=sums, counts=counts)
+                os.replace(tmp, name)
+
+
+@dataclass(frozen=True)
+class RelabelWorker:
+    frags: str
+    out: str
+    lookup: str
+
+    def __call__(self) -> None:
+        client = daisy.Client()
+        frags = arrays.open_array(self.frags)
+        out = arrays.open_array(self.out, mode="r+")
+        table = np.load(self.lookup)
+        while True:
+            with client.acquire_block() as b:
+                if b is None:
+                    return
+                data = frags.to_ndarray(b.write_roi)
+                out[b.write_roi] = relabel(data, table["nodes"], table["segments"])
+
+
+def _grid(affs_path: str, roi: Roi | None, block_shape: Coordinate) -> tuple[Roi, Coordinate]:
+    affs = arrays.open_array(affs_path)
+    roi = affs.roi if roi is None else roi.snap_to_grid(affs.voxel_size, "grow")
+    if not affs.roi.contains(roi):
+        raise arrays.DataError(f"ROI {arrays.format_roi(roi)} is not inside {affs_path}")
+    return roi, Coordinate(block_shape) * affs.voxel_size
+
+
+def fragments_blockwise(
+    affs_path: str,
+    frags_path: str,
+    graph_dir: str | Path,
+    roi: Roi | None = None,
+    block_shape: Sequence[int] = (128, 128, 128),
+    num_workers: int = 2,
+    log_dir: str | Path | None = None,
+) -> Graph:
+    """Stages 1 and 2: fragments into ``frags_path``, region graph into ``graph_dir``."""
+    roi, block = _grid(affs_path, roi, block_shape)
+    vs = arrays.open_array(affs_path).voxel_size
+    arrays.prepare_array(frags_path, roi, vs, np.uint64, chunk_shape=block / vs)
+    Path(graph_dir).mkdir(parents=True, exist_ok=True)
+    for stale in Path(graph_dir).glob("*.npz"):
+        stale.unlink()
+    zero = Coordinate((0,) * vs.dims)
+    for stage, worker_cls, context in (
+        ("fragments", FragmentWorker, zero),
+        ("edges", EdgeWorker, vs),
+    ):
+        blockwise.run(
+            stage,
+            frags_path,
+            total_roi=roi.grow(context, zero),
+            read_roi=Roi(zero, block).grow(context, zero),
+            write_roi=Roi(zero, block),
+            worker=worker_cls(affs_path, frags_path, str(graph_dir), roi, block),
+            num_workers=num_workers,
+            log_dir=log_dir,
+        )
+    return Graph.load(graph_dir)
+
+
+def relabel_blockwise(
+    frags_path: str,
+    out_path: str,
+    history: MergeHistory,
+    threshold: float,
+    block_shape: Coordinate,
+    num_workers: int = 2,
+    log_dir: str | Path | None = None,
+) -> None:
+    """Stage 4: write the segmentation at ``threshold``."""
+    frags = arrays.open_array(frags_path)
+    vs = frags.voxel_size
+    block = Coordinate(block_shape) * vs
+    nodes, segments = history.lookup(threshold)
+    table = Path(f"{out_path}.lookup.npz")
+    np.savez(table, nodes=nodes, segments=segments)
+    arrays.prepare_array(
+        out_path, frags.roi, vs, np.uint64, chunk_shape=block / vs, attrs={"threshold": threshold}
+    )
+    zero = Coordinate((0,) * vs.dims)
+    blockwise.run(
+        "relabel",
+        out_path,
+        total_roi=frags.roi,
+        read_roi=Roi(zero, block),
+        write_roi=Roi(zero, block),
+        worker=RelabelWorker(frags_path, out_path, str(table)),
+        num_workers=num_workers,
+        log_dir=log_dir,
+    )
+    table.unlink()
+
+
+def segment_blockwise(
+    affs_path: str,
+    out_path: str,
+    threshold: float,
+    roi: Roi | None = None,
+    block_shape: Sequence[int] = (128, 128, 128),
+    num_workers: int = 2,
+    frags_path: str | None = None,
+    graph_dir: str | Path | None = None,
+    log_dir: str | Path | None = None,
+) -> None:
+    """Affinities -> seamless segmentation; fragments and graph are kept beside it.
+
+    By default fragments go to ``{out}_fragments`` in the same container and the
+    graph to ``{container stem}.{dataset}.graph`` next to the container.
+    """
+    container, dataset = arrays.split_path(out_path)
+    frags_path = frags_path or arrays.array_path(container, f"{dataset}_fragments")
+    graph_dir = graph_dir or Path(container).parent / f"{Path(container).stem}.{dataset}.graph"
+    graph = fragments_blockwise(
+        affs_path, frags_path, graph_dir, roi, block_shape, num_workers, log_dir
+    )
+    relabel_blockwise(
+        frags_path, out_path, merge_history(graph), threshold, block_shape, num_workers, log_dir
+    )

@@ -1,0 +1,158 @@
+"""Blockwise prediction: daisy blocks much larger than the network window.
+
+Each worker loads the model once and scans its block with windows of the
+network's eval output shape, several windows per forward pass. The context
+each block reads follows from the network's input/output shapes; raw is padded
+with zeros only where the data itself ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import daisy
+import numpy as np
+import torch
+from funlib.geometry import Coordinate, Roi
+from funlib.persistence import Array
+
+from . import arrays, blockwise
+from .config import AffinitiesTask, UNetConfig
+from .model import UNet, eval_input_shape, output_shape
+from .task import num_channels
+from .train import intensity_scale, load_checkpoint, resolve_device
+
+
+@dataclass
+class Predictor:
+    """A trained network with its window geometry (voxels)."""
+
+    model: UNet
+    input_shape: Coordinate
+    output_shape: Coordinate
+    channels: int
+    device: torch.device
+
+    @classmethod
+    def load(cls, checkpoint: str | Path, device: str = "auto") -> Predictor:
+        state = load_checkpoint(checkpoint)
+        arch = UNetConfig.model_validate(state["model_config"]["architecture"])
+        task = AffinitiesTask.model_validate(state["model_config"]["task"])
+        model = UNet(arch, 1, num_channels(task))
+        model.load_state_dict(state["model"])
+        dev = resolve_device(device)
+        model.to(dev).eval()
+        shape = eval_input_shape(arch)
+        return cls(model, shape, output_shape(arch, shape), num_channels(task), dev)
+
+    def context(self, voxel_size: Coordinate) -> Coordinate:
+        """World-unit margin a prediction of ROI r needs around r."""
+        return (self.input_shape - self.output_shape) / 2 * voxel_size
+
+    def windows(self, roi: Roi, voxel_size: Coordinate) -> list[Roi]:
+        """Output windows covering ``roi``; the last one per axis is shifted back inside."""
+        size = self.output_shape * voxel_size
+        starts = []
+        for begin, end, step in zip(roi.begin, roi.end, size, strict=True):
+            axis = list(range(begin, max(begin, end - step) + 1, step))
+            if axis[-1] + step < end:
+                axis.append(end - step)
+            starts.append(axis)
+        return [Roi(s, size) for s in itertools.product(*starts)]
+
+    def predict(self, raw: Array, roi: Roi, windows_per_batch: int = 4) -> np.ndarray:
+        """Affinities (C, *roi voxels) for ``roi``, computed in windows."""
+        vs = raw.voxel_size
+        context = self.context(vs)
+        windows = self.windows(roi, vs)
+        covered = windows[0].union(windows[-1])
+        data = raw.to_ndarray(covered.grow(context, context)).astype(np.float32)
+        data *= intensity_scale(raw.dtype)
+        result = np.zeros((self.channels, *(covered.shape / vs)), dtype=np.float32)
+        origin = covered.begin - context
+        for i in range(0, len(windows), windows_per_batch):
+            batch = windows[i : i + windows_per_batch]
+            inputs = np.stack(
+                [data[((w.grow(context, context) - origin) / vs).to_slices()] for w in batch]
+            )
+            with torch.no_grad():
+                x = torch.from_numpy(inputs[:, None]).to(self.device)
+                out = self.model(x).cpu().numpy()
+            for w, o in zip(batch, out, strict=True):
+                result[(slice(None), *((w - covered.begin) / vs).to_slices())] = o
+        return result[(slice(None), *((roi - covered.begin) / vs).to_slices())]
+
+
+@dataclass(frozen=True)
+class PredictWorker:
+    """A daisy worker: loads the model once, then predicts blocks until none are left."""
+
+    checkpoint: str
+    raw: str
+    out: str
+    device: str = "auto"
+
+    def __call__(self) -> None:
+        client = daisy.Client()
+        predictor = Predictor.load(self.checkpoint, self.device)
+        raw = arrays.open_array(self.raw)
+        out = arrays.open_array(self.out, mode="r+")
+        while True:
+            with client.acquire_block() as block:
+                if block is None:
+                    return
+                out[block.write_roi] = predictor.predict(raw, block.write_roi)
+
+
+def target_roi(raw: Array, roi: Roi | None) -> Roi:
+    """The ROI to predict: ``roi`` (snapped to the voxel grid) or all of raw."""
+    if roi is None:
+        return raw.roi
+    snapped = roi.snap_to_grid(raw.voxel_size, mode="grow")
+    if not raw.roi.contains(snapped):
+        raise arrays.DataError(
+            f"ROI {arrays.format_roi(roi)} is not inside {arrays.format_roi(raw.roi)} of raw"
+        )
+    return snapped
+
+
+def predict_blockwise(
+    checkpoint: str | Path,
+    raw_path: str,
+    out_path: str,
+    roi: Roi | None = None,
+    num_workers: int = 2,
+    block_shape: Coordinate | None = None,
+    device: str = "auto",
+    log_dir: str | Path | None = None,
+) -> Array:
+    """Predict ``roi`` of ``raw_path`` into ``out_path`` (float32 affinities in [0, 1])."""
+    predictor = Predictor.load(checkpoint, "cpu")
+    raw = arrays.open_array(raw_path)
+    vs = raw.voxel_size
+    roi = target_roi(raw, roi)
+    block = block_shape or predictor.output_shape * 4
+    block = blockwise.block_shape_multiple(Coordinate(block), predictor.output_shape) * vs
+    context = predictor.context(vs)
+    arrays.prepare_array(
+        out_path,
+        roi,
+        vs,
+        np.float32,
+        num_channels=predictor.channels,
+        chunk_shape=block / vs,
+        attrs={"checkpoint": str(checkpoint), "scale": 1.0},
+    )
+    blockwise.run(
+        "predict",
+        out_path,
+        total_roi=roi.grow(context, context),
+        read_roi=Roi((0,) * vs.dims, block).grow(context, context),
+        write_roi=Roi((0,) * vs.dims, block),
+        worker=PredictWorker(str(checkpoint), raw_path, out_path, device),
+        num_workers=num_workers,
+        log_dir=log_dir,
+    )
+    return arrays.open_array(out_path)

@@ -1,0 +1,97 @@
+"""Checks of the data a config points at, before any job is planned.
+
+Each failure is one ConfigError naming the key or the file, so a bad config
+costs nothing: no job starts and nothing is written.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from funlib.geometry import Coordinate
+from funlib.persistence import Array
+
+from . import arrays
+from .config import ConfigError, ExperimentConfig
+from .model import ShapeError, eval_input_shape, output_shape
+
+#: raw volumes up to this many voxels are scanned whole for NaNs
+NAN_SCAN_LIMIT = 2**28
+
+
+def _open(cfg: ExperimentConfig, name: str, role: str) -> Array:
+    dataset = cfg.datasets[name]
+    path = getattr(dataset, role)
+    try:
+        return arrays.open_array(arrays.array_path(dataset.container, path))
+    except arrays.DataError as e:
+        raise ConfigError(f"datasets.{name}.{role}: {e}") from None
+
+
+def _check_dataset(cfg: ExperimentConfig, name: str) -> None:
+    dataset = cfg.datasets[name]
+    raw = _open(cfg, name, "raw")
+    for role in ("gt", "mask"):
+        if getattr(dataset, role) is None:
+            continue
+        other = _open(cfg, name, role)
+        if other.voxel_size != raw.voxel_size:
+            raise ConfigError(
+                f"datasets.{name}.{role}: voxel size {tuple(other.voxel_size)} differs from "
+                f"raw's {tuple(raw.voxel_size)}"
+            )
+    scan = np.issubdtype(raw.dtype, np.floating) and np.prod(raw.shape) <= NAN_SCAN_LIMIT
+    if scan and np.isnan(raw[raw.roi]).any():
+        raise ConfigError(f"datasets.{name}.raw: contains NaN values")
+
+
+def _check_run(cfg: ExperimentConfig, name: str, demo: set[str]) -> None:
+    run = cfg.runs[name]
+    arch = run.architecture
+    for key, shape in (
+        ("input_shape", arch.input_shape),
+        ("eval_shape_increase", eval_input_shape(arch)),
+    ):
+        try:
+            output_shape(arch, shape)
+        except ShapeError as e:
+            raise ConfigError(f"runs.{name}.architecture.{key}: {e}") from None
+    for ds in run.datasplit.train:
+        if ds in demo:
+            continue
+        raw = _open(cfg, ds, "raw")
+        gt = _open(cfg, ds, "gt")
+        needed = output_shape(arch, arch.input_shape) * raw.voxel_size
+        if any(g < n for g, n in zip(gt.roi.shape, needed, strict=True)):
+            raise ConfigError(
+                f"datasets.{ds}.gt: labelled ROI {tuple(gt.roi.shape)} is smaller than the "
+                f"network output {tuple(needed)} of run '{name}'"
+            )
+        if any(r < i for r, i in zip(raw.shape, Coordinate(arch.input_shape), strict=True)):
+            raise ConfigError(f"datasets.{ds}.raw: smaller than the input shape of run '{name}'")
+
+
+def check(cfg: ExperimentConfig) -> None:
+    """Open every dataset the config uses; check voxel sizes, shapes, ROIs and NaNs."""
+    demo = {
+        name for name, d in cfg.datasets.items() if cfg.demo and d.container == cfg.demo.container
+    }
+    for name in cfg.datasets:
+        if name not in demo:
+            _check_dataset(cfg, name)
+    for name in cfg.runs:
+        _check_run(cfg, name, demo)
+    for i, entry in enumerate(cfg.apply):
+        if entry.roi is None:
+            continue
+        try:
+            roi = arrays.parse_roi(entry.roi)
+        except ValueError as e:
+            raise ConfigError(f"apply[{i}].roi: {e}") from None
+        if entry.input in demo:
+            continue
+        raw = _open(cfg, entry.input, "raw")
+        if not raw.roi.contains(roi):
+            raise ConfigError(
+                f"apply[{i}].roi: {entry.roi} is outside {arrays.format_roi(raw.roi)} of "
+                f"dataset '{entry.input}'"
+            )

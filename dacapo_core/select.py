@@ -1,0 +1,73 @@
+"""Choosing the best iteration and post-processing parameters, per criterion.
+
+Several validation datasets are aggregated by their mean; ties go to the
+earlier iteration (then the earlier parameter set), so adding iterations never
+changes a choice unless a later one is strictly better.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .arrays import read_json
+from .config import CRITERIA
+
+
+def load_scores(score_files: Iterable[str | Path]) -> xr.DataArray:
+    """All scores of a run: (iteration, parameters, dataset, criterion)."""
+    docs = sorted((read_json(p) for p in score_files), key=lambda d: d["iteration"])
+    if not docs:
+        raise ValueError("no validation scores to select from")
+    parameter_sets = [r["parameters"] for r in next(iter(docs[0]["datasets"].values()))["results"]]
+    params = [_key(p) for p in parameter_sets]
+    datasets = sorted(docs[0]["datasets"])
+    criteria = sorted(CRITERIA)
+    values = np.array(
+        [
+            [
+                [
+                    [doc["datasets"][ds]["results"][p]["scores"][c] for c in criteria]
+                    for ds in datasets
+                ]
+                for p in range(len(params))
+            ]
+            for doc in docs
+        ]
+    )
+    return xr.DataArray(
+        values,
+        dims=("iteration", "parameters", "dataset", "criterion"),
+        coords={
+            "iteration": [d["iteration"] for d in docs],
+            "parameters": params,
+            "dataset": datasets,
+            "criterion": criteria,
+        },
+        attrs={"parameter_sets": parameter_sets},
+    )
+
+
+def _key(params: dict[str, Any]) -> str:
+    return ",".join(f"{k}={params[k]}" for k in sorted(params))
+
+
+def select_best(scores: xr.DataArray) -> dict[str, Any]:
+    """Per criterion: iteration, parameters, value (mean over datasets), direction."""
+    mean = scores.mean("dataset")
+    best = {}
+    for criterion, direction in sorted(CRITERIA.items()):
+        table = mean.sel(criterion=criterion).values
+        flat = table.argmin() if direction == "lower" else table.argmax()
+        i, p = np.unravel_index(flat, table.shape)
+        best[criterion] = {
+            "iteration": int(mean.iteration[i]),
+            "parameters": scores.attrs["parameter_sets"][p],
+            "value": float(table[i, p]),
+            "direction": direction,
+        }
+    return best

@@ -1,0 +1,44 @@
+# Apply a run to a target volume: blockwise prediction, then seamless blockwise
+# segmentation, both with daisy workers inside the job's allocation.
+
+
+rule predict:
+    input:
+        checkpoints=apply_checkpoints,
+        best="results/{run}/best.json",
+        data=lambda w: container(apply_entry(w).input),
+    output:
+        directory("results/{run}/apply/{target}.zarr/prediction"),
+    params:
+        entry=lambda w: apply_entry(w).model_dump(mode="json"),
+        raw=lambda w: array(apply_entry(w).input, "raw"),
+        criterion=lambda w: run_of(w).run.criterion,
+    log:
+        "logs/predict/{run}/{target}.log",
+    threads: lambda w: apply_entry(w).num_workers
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    script:
+        "../scripts/predict.py"
+
+
+rule segment:
+    input:
+        prediction="results/{run}/apply/{target}.zarr/prediction",
+        best="results/{run}/best.json",
+    output:
+        segmentation=directory("results/{run}/apply/{target}.zarr/segmentation"),
+        fragments=directory("results/{run}/apply/{target}.zarr/fragments"),
+        graph=directory("results/{run}/apply/{target}.zarr.graph"),
+    params:
+        entry=lambda w: apply_entry(w).model_dump(mode="json"),
+        criterion=lambda w: run_of(w).run.criterion,
+    log:
+        "logs/segment/{run}/{target}.log",
+    threads: lambda w: apply_entry(w).num_workers
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    script:
+        "../scripts/segment.py"

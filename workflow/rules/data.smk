@@ -1,0 +1,32 @@
+# The demo's synthetic dataset; real experiments bring their own zarr volumes.
+
+
+if EXPERIMENT.demo is not None:
+
+    rule make_demo_data:
+        output:
+            directory(EXPERIMENT.demo.container),
+        params:
+            seed=EXPERIMENT.seed,
+            voxel_size=EXPERIMENT.demo.voxel_size,
+        log:
+            "logs/make_demo_data.log",
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        script:
+            "../scripts/make_demo_data.py"
+
+
+rule describe_run:
+    output:
+        "results/{run}/run.json",
+    params:
+        run=lambda w: run_of(w).model_dump(mode="json", by_alias=True),
+        datasets=lambda w: {n: d.model_dump(mode="json") for n, d in DATASETS.items()},
+    log:
+        "logs/describe_run/{run}.log",
+    localrule: True
+    script:
+        "../scripts/describe_run.py"

@@ -1,0 +1,38 @@
+# Figures for `snakemake --report report.html`.
+
+
+rule plot_loss:
+    input:
+        lambda w: expand(
+            "results/{{run}}/training_stats/{it}.json", it=run_of(w).run.iterations()
+        ),
+    output:
+        report(
+            "results/{run}/report/loss.png",
+            caption="../report/loss.rst",
+            category="Training",
+            subcategory="{run}",
+        ),
+    log:
+        "logs/plot_loss/{run}.log",
+    localrule: True
+    script:
+        "../scripts/plot_loss.py"
+
+
+rule plot_scores:
+    input:
+        scores=validation_scores,
+        best="results/{run}/best.json",
+    output:
+        report(
+            "results/{run}/report/scores.png",
+            caption="../report/scores.rst",
+            category="Validation",
+            subcategory="{run}",
+        ),
+    log:
+        "logs/plot_scores/{run}.log",
+    localrule: True
+    script:
+        "../scripts/plot_scores.py"

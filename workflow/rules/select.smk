@@ -1,0 +1,13 @@
+# The best iteration and post-processing parameters of a run, per criterion.
+
+
+rule select:
+    input:
+        validation_scores,
+    output:
+        "results/{run}/best.json",
+    log:
+        "logs/select/{run}.log",
+    localrule: True
+    script:
+        "../scripts/select.py"

@@ -1,0 +1,21 @@
+"""Rule predict: blockwise prediction of an apply target with the selected checkpoint."""
+
+from funlib.geometry import Coordinate
+
+from dacapo_core import arrays, logs
+from dacapo_core.config import ApplyConfig
+from dacapo_core.predict import predict_blockwise
+
+logs.to_file(snakemake.log[0])
+entry = ApplyConfig.model_validate(snakemake.params.entry)
+best = arrays.read_json(snakemake.input.best)[snakemake.params.criterion]
+iteration = entry.iteration or best["iteration"]
+checkpoint = next(c for c in snakemake.input.checkpoints if c.endswith(f"/{iteration}.pt"))
+predict_blockwise(
+    checkpoint,
+    snakemake.params.raw,
+    snakemake.output[0],
+    roi=arrays.parse_roi(entry.roi) if entry.roi else None,
+    num_workers=entry.num_workers,
+    block_shape=Coordinate(entry.block_shape),
+)

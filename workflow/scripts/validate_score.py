@@ -1,0 +1,22 @@
+"""Rule validate_score: fragments + region graph once, then score every parameter set."""
+
+from pathlib import Path
+
+from funlib.geometry import Coordinate
+
+from dacapo_core import arrays, logs
+from dacapo_core.config import WatershedConfig
+from dacapo_core.validate import sweep
+
+logs.to_file(snakemake.log[0])
+prediction = snakemake.input.prediction
+result = sweep(
+    prediction,
+    snakemake.params.gt,
+    str(Path(prediction).parent),
+    WatershedConfig.model_validate(snakemake.params.post_processor),
+    snakemake.params.criterion,
+    block_shape=Coordinate(arrays.open_array(prediction).data.chunksize[1:]),
+    num_workers=snakemake.threads,
+)
+arrays.write_json(snakemake.output.scores, result)
