@@ -16,8 +16,8 @@ DEMO_CONFIG = Path(workflow.basedir) / "config" / "config.yaml"
 
 def schema_error(error: WorkflowError) -> str:
     """One line from snakemake's wrapped jsonschema error: the key path and the problem."""
-    cause = next((a for a in error.args if isinstance(a, jsonschema.ValidationError)), None)
-    if cause is None:
+    cause = error.__context__  # snakemake raises while handling the jsonschema error
+    if not isinstance(cause, jsonschema.ValidationError):
         return str(error).splitlines()[0]
     where = ".".join(str(p) for p in cause.absolute_path) or "config"
     return f"{where}: {cause.message}"

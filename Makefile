@@ -1,0 +1,36 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   create .venv, install the pinned stack, run the embedded demo
+#   make test   the test suite (same venv); .ci/run calls this
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+
+.PHONY: venv demo test lint report clean
+
+$(BIN)/dacapo-flow: requirements/lock.txt requirements/dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first, from the local CPU wheel: anything else may pull a CUDA build
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -r requirements/lock.txt -r requirements/dev.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+venv: $(BIN)/dacapo-flow
+
+demo: venv
+	$(BIN)/snakemake --cores $(CORES)
+
+report: venv
+	$(BIN)/snakemake --cores $(CORES) --report report.html
+
+test: venv
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakemake --lint
+
+clean:
+	rm -rf results logs .snakemake daisy_logs report.html

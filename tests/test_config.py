@@ -1,0 +1,89 @@
+"""Config: defaults that make a minimal config work, and one-line errors naming the key."""
+
+import pytest
+from conftest import TINY
+
+from dacapo_core import arrays, config
+
+
+def minimal() -> dict:
+    return {
+        "datasets": {"a": {"container": "x.zarr", "raw": "raw", "gt": "gt"}},
+        "runs": {"r": {"datasplit": {"train": ["a"], "validate": ["a"]}}},
+    }
+
+
+def test_minimal_config_gets_documented_defaults():
+    cfg = config.parse(minimal())
+    run = cfg.runs["r"].run if hasattr(cfg.runs["r"], "run") else cfg.runs["r"]
+    assert run.criterion == "voi"
+    assert run.iterations() == [500, 1000, 1500, 2000]
+    assert run.task.neighborhood[:3] == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    assert len(run.post_processor.parameter_sets()) == 9
+
+
+def test_iterations_end_at_train_until():
+    data = minimal()
+    data["runs"]["r"].update(train_until=1200, validation_interval=500)
+    assert config.parse(data).runs["r"].iterations() == [500, 1000, 1200]
+
+
+def test_repetitions_expand_to_numbered_runs_with_distinct_seeds():
+    data = minimal()
+    data["runs"]["r"]["repetitions"] = 3
+    runs = config.parse(data).resolved_runs()
+    assert sorted(runs) == ["r__0", "r__1", "r__2"]
+    assert len({r.seed for r in runs.values()}) == 3
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda d: d["runs"]["r"].update(learning_rat=1), "runs.r.learning_rat: unknown key"),
+        (lambda d: d["runs"]["r"].update(train_until="many"), "runs.r.train_until"),
+        (lambda d: d["runs"]["r"]["datasplit"].update(train=["nope"]), "runs.r.datasplit.train[0]"),
+        (lambda d: d["runs"].update({"bad name": d["runs"]["r"]}), "runs.bad name"),
+        (lambda d: d.update(apply=[{"run": "zz", "input": "a"}]), "apply[0].run: unknown run"),
+        (lambda d: d.update(apply=[{"run": "r", "input": "a", "roi": "0:1"}]), "apply[0].roi"),
+        (lambda d: d["runs"]["r"].update(criterion="best"), "runs.r.criterion"),
+        (lambda d: d["runs"]["r"].update(task={"neighborhood": [[3, 0, 0]]}), "neighborhood"),
+    ],
+)
+def test_bad_config_is_one_line_naming_the_key(mutate, expected):
+    data = minimal()
+    mutate(data)
+    with pytest.raises(config.ConfigError) as e:
+        config.parse(data)
+    message = str(e.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_training_view_ignores_post_processing():
+    a = config.parse(TINY)
+    data = {
+        **TINY,
+        "runs": {"tiny": {**TINY["runs"]["tiny"], "post_processor": {"thresholds": [0.5]}}},
+    }
+    b = config.parse(data)
+    view = config.training_view
+    assert view(a.resolved_runs()["tiny"], a.datasets) == view(
+        b.resolved_runs()["tiny"], b.datasets
+    )
+
+
+def test_roi_strings_round_trip():
+    roi = arrays.parse_roi("[0:80, -16:64,8:88]")
+    assert tuple(roi.offset) == (0, -16, 8) and tuple(roi.shape) == (80, 80, 80)
+    assert arrays.format_roi(roi) == "[0:80,-16:64,8:88]"
+    with pytest.raises(ValueError):
+        arrays.parse_roi("[10:5,0:1,0:1]")
+
+
+def test_committed_schema_matches_the_models():
+    import json
+
+    from conftest import REPO
+
+    committed = json.loads((REPO / "workflow/schemas/config.schema.json").read_text())
+    assert committed == json.loads(json.dumps(config.json_schema()))

@@ -1,0 +1,67 @@
+"""Seamless blockwise segmentation: small blocks agree with one whole-volume block."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from funlib.geometry import Coordinate
+from gunpowder.nodes.add_affinities import seg_to_affgraph
+
+from dacapo_core import arrays, postprocess
+from dacapo_core.demo import cells, membranes
+from dacapo_core.evaluate import evaluate
+
+
+@pytest.fixture(scope="module")
+def volume(tmp_path_factory):
+    """Cells with membranes; noisy affinities derived from them, as a zarr array."""
+    rng = np.random.default_rng(3)
+    labels = cells((40, 64, 64), diameter=16, rng=rng)
+    labels[membranes(labels)] = 0
+    affs = seg_to_affgraph(labels.astype(np.int32), -np.eye(3, dtype=int)).astype(np.float32)
+    affs = np.stack([ndimage.gaussian_filter(a, 1.0) for a in affs])  # smooth, like a network
+    affs = np.clip(affs + rng.normal(scale=0.02, size=affs.shape), 0, 1)
+    root = tmp_path_factory.mktemp("seg")
+    path = f"{root}/v.zarr/affs"
+    arrays.write_numpy(path, affs.astype(np.float32), Coordinate(4, 4, 4), Coordinate(0, 8, -4))
+    return root, path, labels
+
+
+def segment(root, affs, name, block, workers):
+    out = f"{root}/v.zarr/{name}"
+    postprocess.segment_blockwise(affs, out, threshold=0.7, block_shape=block, num_workers=workers)
+    array = arrays.open_array(out)
+    return array, array.to_ndarray(array.roi)
+
+
+def test_small_blocks_equal_one_block(volume):
+    root, affs, labels = volume
+    whole_array, whole = segment(root, affs, "whole", (40, 64, 64), 1)
+    blocks_array, blocks = segment(root, affs, "blocks", (16, 24, 24), 2)
+    assert blocks_array.roi == whole_array.roi == arrays.open_array(affs).roi
+    assert blocks_array.voxel_size == Coordinate(4, 4, 4)
+    inside = labels > 0  # membrane voxels hold tiny fragments that no one scores
+    assert evaluate(np.where(inside, blocks, 0), np.where(inside, whole, 0))["voi"] < 0.05
+    assert evaluate(whole, labels)["voi"] < 0.1
+    assert evaluate(blocks, labels)["voi"] < 0.1
+
+
+def test_no_object_is_cut_at_a_block_face(volume):
+    root, affs, labels = volume
+    _, blocks = segment(root, affs, "faces", (16, 24, 24), 2)
+    # every GT cell that crosses the face z=16 keeps one label on both sides
+    for z in (15,):
+        below, above = labels[z], labels[z + 1]
+        same = (below == above) & (below > 0)
+        mismatched = blocks[z][same] != blocks[z + 1][same]
+        assert mismatched.mean() < 0.01
+
+
+def test_merge_history_thresholds_are_monotonic(volume):
+    root, affs, _ = volume
+    graph = postprocess.fragments_blockwise(
+        affs, f"{root}/v.zarr/frags", root / "graph", block_shape=(20, 32, 32), num_workers=1
+    )
+    history = postprocess.merge_history(graph)
+    counts = [len(np.unique(history.lookup(t)[1])) for t in (0.1, 0.3, 0.5, 0.7, 0.9)]
+    assert counts == sorted(counts, reverse=True)
+    assert counts[0] <= len(graph.nodes) and counts[-1] >= 1

@@ -1,0 +1,160 @@
+"""The workflow, run for real by Snakemake on a tiny config: DAG, reruns, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import yaml
+from conftest import REPO, planned_jobs, snakemake, write_config
+
+from dacapo_core import arrays
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, request):
+    """A workdir where the tiny experiment ran to the end."""
+    from conftest import TINY
+
+    workdir = tmp_path_factory.mktemp("wf")
+    cfg = write_config(workdir, TINY)
+    result = snakemake(workdir, "--cores", "2", "--configfile", str(cfg))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, cfg
+
+
+def test_full_dag_produces_every_artifact(finished):
+    workdir, _ = finished
+    run = workdir / "results/tiny"
+    for it in (10, 20):
+        ckpt = run / f"checkpoints/{it}.pt"
+        assert ckpt.is_file()
+        import torch
+
+        state = torch.load(ckpt, weights_only=True)
+        assert state["iteration"] == it
+        stats = json.loads((run / f"training_stats/{it}.json").read_text())
+        assert [s["iteration"] for s in stats["iterations"]] == list(range(it - 9, it + 1))
+        scores = json.loads((run / f"validation/{it}/scores.json").read_text())
+        results = scores["datasets"]["val_a"]["results"]
+        assert [r["parameters"]["threshold"] for r in results] == [0.3, 0.5, 0.7]
+    best = json.loads((run / "best.json").read_text())
+    assert best["voi"]["iteration"] in (10, 20) and best["voi"]["direction"] == "lower"
+    seg = arrays.open_array(run / "apply/test_a.zarr/segmentation")
+    raw = arrays.open_array(workdir / "data/demo.zarr/test/raw")
+    assert seg.roi == raw.roi and seg.voxel_size == raw.voxel_size
+    assert seg.to_ndarray(seg.roi).max() > 0
+    assert (run / "snapshots/10.zarr/prediction").is_dir()
+    assert (run / "report/loss.png").stat().st_size > 1000
+    assert (workdir / "logs/train/tiny/10.log").is_file()
+
+
+def test_finished_run_has_nothing_to_do(finished):
+    workdir, cfg = finished
+    result = snakemake(workdir, "-n", "--configfile", str(cfg))
+    assert result.returncode == 0
+    assert planned_jobs(result) == {}, result.stdout[-2000:]
+
+
+def test_changing_post_processing_does_not_retrain(finished, tiny_config):
+    workdir, _ = finished
+    tiny_config["runs"]["tiny"]["post_processor"]["thresholds"] = [0.4, 0.6]
+    cfg = write_config(workdir, tiny_config, "changed.yaml")
+    jobs = planned_jobs(snakemake(workdir, "-n", "--configfile", str(cfg)))
+    assert "train" not in jobs and "validate_predict" not in jobs
+    assert jobs["validate_score"] == 2 and jobs["select"] == 1
+
+
+def test_raising_train_until_trains_only_new_chunks(finished, tiny_config):
+    workdir, _ = finished
+    tiny_config["runs"]["tiny"]["train_until"] = 30
+    cfg = write_config(workdir, tiny_config, "longer.yaml")
+    result = snakemake(workdir, "-n", "--configfile", str(cfg))
+    jobs = planned_jobs(result)
+    assert jobs["train"] == 1 and jobs["validate_predict"] == 1
+    assert (
+        "checkpoints/30.pt" in result.stdout
+        and "checkpoints/20.pt"
+        not in result.stdout.split("rule train:")[1].split("output:")[1].split("\n")[0]
+    )
+
+
+def test_my_experiment_is_not_merged_with_the_demo(finished):
+    workdir, cfg = finished
+    result = snakemake(workdir, "-n", "--configfile", str(cfg), "--forceall")
+    assert "affs_unet" not in result.stdout  # the demo's run
+    assert "tiny" in result.stdout
+
+
+def bad(config: dict, mutate) -> dict:
+    mutate(config)
+    return config
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda c: c["runs"]["tiny"]["trainer"].update(learning_rat=0.1), "learning_rat"),
+        (lambda c: c["runs"]["tiny"].update(train_until="lots"), "train_until"),
+        (lambda c: c["runs"]["tiny"]["datasplit"].update(validate=["nope"]), "nope"),
+        (lambda c: c["runs"].update({"bad/name": c["runs"]["tiny"]}), "bad/name"),
+        (lambda c: c["apply"][0].update(run="other"), "apply[0].run"),
+        (lambda c: c["datasets"]["val_a"].update(container="missing.zarr"), "missing.zarr"),
+        (
+            lambda c: c["runs"]["tiny"]["architecture"].update(input_shape=[45, 44, 44]),
+            "input_shape",
+        ),
+    ],
+)
+def test_bad_config_fails_dry_run_with_one_line(tmp_path, tiny_config, mutate, expected):
+    cfg = write_config(tmp_path, bad(tiny_config, mutate))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = snakemake(tmp_path, "-n", "--configfile", str(cfg))
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("config error:")]
+    assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    after = sorted(p.name for p in tmp_path.iterdir() if p.name != ".snakemake")
+    assert after == before
+
+
+@pytest.fixture(scope="module")
+def real_data(tmp_path_factory):
+    """Two imported real volumes with voxel size mismatch potential."""
+    from conftest import SHARED_DATA
+
+    src = SHARED_DATA / "fibsem_gala_example"
+    if not src.is_dir():
+        src = REPO / "tests/data/fibsem_gala_example"
+    workdir = tmp_path_factory.mktemp("real")
+    for part in ("train", "test"):
+        for key in ("raw", "labels"):
+            arrays.write_numpy(
+                workdir / f"gala.zarr/{part}/{key}",
+                __import__("numpy").load(src / f"{part}.npz")[key],
+                (10, 10, 10),
+            )
+    return workdir
+
+
+def test_mismatched_voxel_sizes_are_named(real_data, tiny_config):
+    import numpy as np
+
+    labels = arrays.open_array(real_data / "gala.zarr/train/labels")
+    arrays.write_numpy(real_data / "gala.zarr/train/labels8", labels[labels.roi], (8, 8, 8))
+    tiny_config.pop("demo")
+    tiny_config["datasets"] = {
+        "g": {"container": str(real_data / "gala.zarr"), "raw": "train/raw", "gt": "train/labels8"}
+    }
+    tiny_config["runs"]["tiny"]["datasplit"] = {"train": ["g"], "validate": ["g"]}
+    tiny_config["apply"] = []
+    cfg = write_config(real_data, tiny_config, "mismatch.yaml")
+    result = snakemake(real_data, "-n", "--configfile", str(cfg))
+    assert result.returncode != 0
+    assert "datasets.g.gt: voxel size (8, 8, 8) differs" in result.stderr
+    assert np.any(labels[labels.roi])
+    shutil.rmtree(real_data / "gala.zarr/train/labels8")
+    yaml.safe_load(cfg.read_text())
