@@ -20,7 +20,7 @@ def test_output_shape_matches_forward(factors, shape):
     net = UNet(cfg, 1, 3)
     out = net(torch.zeros(1, 1, *shape))
     assert tuple(out.shape[2:]) == tuple(output_shape(cfg, shape))
-    assert out.shape[1] == 3 and 0 <= out.min().item() and out.max().item() <= 1
+    assert out.shape[1] == 3 and out.min().item() >= 0 and out.max().item() <= 1
 
 
 def test_2d_unet():

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from scipy import ndimage
 from funlib.geometry import Coordinate
 from gunpowder.nodes.add_affinities import seg_to_affgraph
+from scipy import ndimage
 
 from dacapo_core import arrays, postprocess
 from dacapo_core.demo import cells, membranes

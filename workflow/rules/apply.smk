@@ -19,6 +19,8 @@ rule predict:
     resources:
         mem_mb=8000,
         runtime=240,
+    conda:
+        "../../envs/dacapo-flow.yaml"
     script:
         "../scripts/predict.py"
 
@@ -40,5 +42,7 @@ rule segment:
     resources:
         mem_mb=8000,
         runtime=240,
+    conda:
+        "../../envs/dacapo-flow.yaml"
     script:
         "../scripts/segment.py"

@@ -15,6 +15,8 @@ if EXPERIMENT.demo is not None:
         resources:
             mem_mb=2000,
             runtime=10,
+        conda:
+            "../../envs/dacapo-flow.yaml"
         script:
             "../scripts/make_demo_data.py"
 
@@ -28,5 +30,7 @@ rule describe_run:
     log:
         "logs/describe_run/{run}.log",
     localrule: True
+    conda:
+        "../../envs/dacapo-flow.yaml"
     script:
         "../scripts/describe_run.py"

@@ -16,6 +16,8 @@ rule plot_loss:
     log:
         "logs/plot_loss/{run}.log",
     localrule: True
+    conda:
+        "../../envs/dacapo-flow.yaml"
     script:
         "../scripts/plot_loss.py"
 
@@ -34,5 +36,7 @@ rule plot_scores:
     log:
         "logs/plot_scores/{run}.log",
     localrule: True
+    conda:
+        "../../envs/dacapo-flow.yaml"
     script:
         "../scripts/plot_scores.py"

@@ -9,5 +9,7 @@ rule select:
     log:
         "logs/select/{run}.log",
     localrule: True
+    conda:
+        "../../envs/dacapo-flow.yaml"
     script:
         "../scripts/select.py"

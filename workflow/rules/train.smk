@@ -17,5 +17,7 @@ rule train:
     resources:
         mem_mb=8000,
         runtime=240,
+    conda:
+        "../../envs/dacapo-flow.yaml"
     script:
         "../scripts/train.py"

@@ -17,6 +17,8 @@ rule validate_predict:
     resources:
         mem_mb=4000,
         runtime=60,
+    conda:
+        "../../envs/dacapo-flow.yaml"
     script:
         "../scripts/validate_predict.py"
 
@@ -39,6 +41,8 @@ rule validate_score:
     resources:
         mem_mb=4000,
         runtime=60,
+    conda:
+        "../../envs/dacapo-flow.yaml"
     script:
         "../scripts/validate_score.py"
 
@@ -54,5 +58,7 @@ rule validation_scores:
     log:
         "logs/validation_scores/{run}/{it}.log",
     localrule: True
+    conda:
+        "../../envs/dacapo-flow.yaml"
     script:
         "../scripts/validation_scores.py"
