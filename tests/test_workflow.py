@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pytest
 from conftest import REPO, planned_jobs, snakemake, write_config
