@@ -139,11 +139,6 @@ class WatershedConfig(Strict):
         ]
 
 
-class StartConfig(Strict):
-    run: Name
-    criterion: str = "voi"
-
-
 class RunConfig(Strict):
     repetitions: int = Field(1, ge=1)
     datasplit: DataSplit
@@ -154,7 +149,6 @@ class RunConfig(Strict):
     validation_interval: int = Field(500, gt=0)
     post_processor: WatershedConfig = WatershedConfig()
     criterion: str = "voi"
-    start: StartConfig | None = None
 
     @field_validator("criterion")
     @classmethod
@@ -292,8 +286,6 @@ def _check_references(cfg: ExperimentConfig) -> None:
         for key in ("input_shape", "eval_shape_increase"):
             if len(getattr(arch, key)) != dims:
                 raise ConfigError(f"runs.{name}.architecture.{key}: needs {dims} entries")
-        if run.start is not None and run.start.run not in runs:
-            raise ConfigError(f"runs.{name}.start.run: unknown run '{run.start.run}'")
     targets = set()
     for i, entry in enumerate(cfg.apply):
         if entry.run not in runs:

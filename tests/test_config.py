@@ -15,7 +15,7 @@ def minimal() -> dict:
 
 def test_minimal_config_gets_documented_defaults():
     cfg = config.parse(minimal())
-    run = cfg.runs["r"].run if hasattr(cfg.runs["r"], "run") else cfg.runs["r"]
+    run = cfg.runs["r"]
     assert run.criterion == "voi"
     assert run.iterations() == [500, 1000, 1500, 2000]
     assert run.task.neighborhood[:3] == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
