@@ -49,6 +49,8 @@ def test_full_dag_produces_every_artifact(finished):
     assert (run / "snapshots/10.zarr/prediction").is_dir()
     assert (run / "report/loss.png").stat().st_size > 1000
     assert (workdir / "logs/train/tiny/10.log").is_file()
+    assert (workdir / "logs/segment/tiny/test_a.log.workers").is_dir()
+    assert not (workdir / "daisy_logs").exists()  # worker logs stay beside the job's log
 
 
 def test_finished_run_has_nothing_to_do(finished):

@@ -18,4 +18,5 @@ predict_blockwise(
     roi=arrays.parse_roi(entry.roi) if entry.roi else None,
     num_workers=entry.num_workers,
     block_shape=Coordinate(entry.block_shape),
+    log_dir=f"{snakemake.log[0]}.workers",
 )

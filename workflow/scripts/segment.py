@@ -15,4 +15,5 @@ segment_blockwise(
     num_workers=entry.num_workers,
     frags_path=snakemake.output.fragments,
     graph_dir=snakemake.output.graph,
+    log_dir=f"{snakemake.log[0]}.workers",
 )

@@ -10,4 +10,5 @@ predict_blockwise(
     snakemake.output[0],
     roi=arrays.open_array(snakemake.params.gt).roi,
     num_workers=snakemake.threads,
+    log_dir=f"{snakemake.log[0]}.workers",
 )

@@ -18,5 +18,6 @@ result = sweep(
     snakemake.params.criterion,
     block_shape=Coordinate(arrays.open_array(prediction).data.chunksize[1:]),
     num_workers=snakemake.threads,
+    log_dir=f"{snakemake.log[0]}.workers",
 )
 arrays.write_json(snakemake.output.scores, result)
