@@ -18,6 +18,26 @@ class BlockwiseError(RuntimeError):
     """Some blocks of a task did not complete."""
 
 
+class BlockWorker:
+    """A daisy worker function: set up once (open arrays, load a model), then process
+    blocks until none are left. Subclasses implement ``setup`` and ``process``."""
+
+    def setup(self) -> None:
+        """Per-process preparation; runs in the worker, not in the scheduler."""
+
+    def process(self, block: daisy.Block) -> None:
+        raise NotImplementedError
+
+    def __call__(self) -> None:
+        client = daisy.Client()
+        self.setup()
+        while True:
+            with client.acquire_block() as block:
+                if block is None:
+                    return
+                self.process(block)
+
+
 def task_id(stage: str, output: str | Path) -> str:
     """A stable task id (no timestamp), so block tracking can resume a killed job."""
     return f"{stage}_" + re.sub(r"[^A-Za-z0-9]+", "_", str(output)).strip("_")

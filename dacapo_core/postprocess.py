@@ -155,83 +155,66 @@ def relabel(frags: np.ndarray, nodes: np.ndarray, segments: np.ndarray) -> np.nd
     return out
 
 
-def _block_index(write_roi: Roi, total: Roi, block: Coordinate) -> tuple[int, ...]:
-    return tuple((write_roi.begin - total.begin) / block)
-
-
 def _block_id_offset(index: tuple[int, ...], total: Roi, block: Coordinate, vs: Coordinate) -> int:
     """Block ``index`` may use ids above every id of the blocks before it in the grid."""
     grid = [-(-s // b) for s, b in zip(total.shape, block, strict=True)]
     return int(np.ravel_multi_index(index, grid)) * int(np.prod(block / vs))
 
 
-@dataclass(frozen=True)
-class FragmentWorker:
+@dataclass
+class GraphWorker(blockwise.BlockWorker):
+    """Shared geometry of the fragment and edge stages."""
+
     affs: str
     frags: str
     graph_dir: str
     total: Roi
     block: Coordinate
 
-    def __call__(self) -> None:
-        client = daisy.Client()
-        affs = arrays.open_array(self.affs)
-        out = arrays.open_array(self.frags, mode="r+")
-        while True:
-            with client.acquire_block() as b:
-                if b is None:
-                    return
-                index = _block_index(b.write_roi, self.total, self.block)
-                data = affs.to_ndarray(b.write_roi)
-                offset = _block_id_offset(index, self.total, self.block, affs.voxel_size)
-                out[b.write_roi] = fragments(data, offset)
+    def setup(self) -> None:
+        self.affs_array = arrays.open_array(self.affs)
+        self.frags_array = arrays.open_array(self.frags, mode="r+")
+
+    def index(self, block: daisy.Block) -> tuple[int, ...]:
+        return tuple((block.write_roi.begin - self.total.begin) / self.block)
 
 
-@dataclass(frozen=True)
-class EdgeWorker:
-    affs: str
-    frags: str
-    graph_dir: str
-    total: Roi
-    block: Coordinate
-
-    def __call__(self) -> None:
-        client = daisy.Client()
-        affs = arrays.open_array(self.affs)
-        frags = arrays.open_array(self.frags)
-        vs = frags.voxel_size
-        while True:
-            with client.acquire_block() as b:
-                if b is None:
-                    return
-                read = b.write_roi.grow(vs, Coordinate((0,) * vs.dims))
-                f = frags.to_ndarray(read)
-                pairs, sums, counts = edges(f, affs.to_ndarray(read))
-                index = _block_index(b.write_roi, self.total, self.block)
-                name = Path(self.graph_dir) / ("_".join(map(str, index)) + ".npz")
-                tmp = name.with_suffix(f".{os.getpid()}.tmp.npz")
-                nodes = np.unique(f[(slice(1, None),) * f.ndim])
-                np.savez(tmp, nodes=nodes[nodes > 0], edges=pairs, sums=sums, counts=counts)
-                os.replace(tmp, name)
+class FragmentWorker(GraphWorker):
+    def process(self, block: daisy.Block) -> None:
+        vs = self.affs_array.voxel_size
+        offset = _block_id_offset(self.index(block), self.total, self.block, vs)
+        data = self.affs_array.to_ndarray(block.write_roi)
+        self.frags_array[block.write_roi] = fragments(data, offset)
 
 
-@dataclass(frozen=True)
-class RelabelWorker:
+class EdgeWorker(GraphWorker):
+    def process(self, block: daisy.Block) -> None:
+        vs = self.frags_array.voxel_size
+        read = block.write_roi.grow(vs, Coordinate((0,) * vs.dims))
+        frags = self.frags_array.to_ndarray(read)
+        pairs, sums, counts = edges(frags, self.affs_array.to_ndarray(read))
+        nodes = np.unique(frags[(slice(1, None),) * frags.ndim])
+        name = Path(self.graph_dir) / ("_".join(map(str, self.index(block))) + ".npz")
+        tmp = name.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, nodes=nodes[nodes > 0], edges=pairs, sums=sums, counts=counts)
+        os.replace(tmp, name)
+
+
+@dataclass
+class RelabelWorker(blockwise.BlockWorker):
     frags: str
     out: str
     lookup: str
 
-    def __call__(self) -> None:
-        client = daisy.Client()
-        frags = arrays.open_array(self.frags)
-        out = arrays.open_array(self.out, mode="r+")
+    def setup(self) -> None:
+        self.frags_array = arrays.open_array(self.frags)
+        self.out_array = arrays.open_array(self.out, mode="r+")
         table = np.load(self.lookup)
-        while True:
-            with client.acquire_block() as b:
-                if b is None:
-                    return
-                data = frags.to_ndarray(b.write_roi)
-                out[b.write_roi] = relabel(data, table["nodes"], table["segments"])
+        self.nodes, self.segments = table["nodes"], table["segments"]
+
+    def process(self, block: daisy.Block) -> None:
+        data = self.frags_array.to_ndarray(block.write_roi)
+        self.out_array[block.write_roi] = relabel(data, self.nodes, self.segments)
 
 
 def _grid(affs_path: str, roi: Roi | None, block_shape: Coordinate) -> tuple[Roi, Coordinate]:

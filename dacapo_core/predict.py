@@ -85,25 +85,23 @@ class Predictor:
         return result[(slice(None), *((roi - covered.begin) / vs).to_slices())]
 
 
-@dataclass(frozen=True)
-class PredictWorker:
-    """A daisy worker: loads the model once, then predicts blocks until none are left."""
+@dataclass
+class PredictWorker(blockwise.BlockWorker):
+    """Loads the model once per worker process, then predicts whole blocks."""
 
     checkpoint: str
     raw: str
     out: str
     device: str = "auto"
 
-    def __call__(self) -> None:
-        client = daisy.Client()
-        predictor = Predictor.load(self.checkpoint, self.device)
-        raw = arrays.open_array(self.raw)
-        out = arrays.open_array(self.out, mode="r+")
-        while True:
-            with client.acquire_block() as block:
-                if block is None:
-                    return
-                out[block.write_roi] = predictor.predict(raw, block.write_roi)
+    def setup(self) -> None:
+        self.predictor = Predictor.load(self.checkpoint, self.device)
+        self.raw_array = arrays.open_array(self.raw)
+        self.out_array = arrays.open_array(self.out, mode="r+")
+
+    def process(self, block: daisy.Block) -> None:
+        roi = block.write_roi
+        self.out_array[roi] = self.predictor.predict(self.raw_array, roi)
 
 
 def target_roi(raw: Array, roi: Roi | None) -> Roi:
