@@ -78,13 +78,8 @@ def run(
         max_retries=2,
         timeout=timeout,
     )
-    states = daisy.run_blockwise(
-        [task],
-        host=os.environ.get("DAISY_HOST", "127.0.0.1"),
-        return_states=True,
-        progress=True,
-        summary=False,
-    )
+    host = os.environ.get("DAISY_HOST", "127.0.0.1")  # never all interfaces by default
+    states = daisy.run_blockwise([task], host=host, return_states=True, summary=False)
     state = states[task.task_id]
     if state.failed_count or state.orphaned_count or not state.is_done():
         error = (state.first_worker_error or "no error message").strip().splitlines()[-1]
