@@ -57,7 +57,6 @@ def run(
     worker: Callable[[], None],
     num_workers: int,
     log_dir: str | Path | None = None,
-    timeout: float | None = None,
 ) -> None:
     """Run ``worker`` (a 0-argument function with its own daisy.Client loop) over blocks.
 
@@ -76,7 +75,6 @@ def run(
         fit="shrink",
         max_workers=num_workers,
         max_retries=2,
-        timeout=timeout,
     )
     host = os.environ.get("DAISY_HOST", "127.0.0.1")  # never all interfaces by default
     states = daisy.run_blockwise([task], host=host, return_states=True, summary=False)

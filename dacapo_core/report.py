@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .arrays import read_json  # noqa: E402
-from .config import CRITERIA  # noqa: E402
-from .select import load_scores  # noqa: E402
+from .arrays import read_json
+from .config import CRITERIA
+from .select import load_scores
 
 
 def plot_loss(stat_files: Iterable[str | Path], out: str | Path) -> None:
@@ -24,21 +21,22 @@ def plot_loss(stat_files: Iterable[str | Path], out: str | Path) -> None:
     its, loss = np.array(rows).T
     window = max(1, len(loss) // 50)
     smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))  # no pyplot: no global state, no display backend
+    ax = fig.subplots()
     ax.plot(its, loss, alpha=0.3, label="loss")
     ax.plot(its[window - 1 :], smooth, label=f"running mean ({window})")
     ax.set(xlabel="iteration", ylabel="loss", yscale="log", title="training loss")
     ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=100)
-    plt.close(fig)
 
 
 def plot_scores(score_files: Iterable[str | Path], best_file: str | Path, out: str | Path) -> None:
     """Each criterion against iteration (best parameters per iteration); selection marked."""
     scores = load_scores(score_files).mean("dataset")
     best = read_json(best_file)
-    fig, axes = plt.subplots(1, len(CRITERIA), figsize=(4 * len(CRITERIA), 3.5))
+    fig = Figure(figsize=(4 * len(CRITERIA), 3.5))
+    axes = fig.subplots(1, len(CRITERIA))
     for ax, (criterion, direction) in zip(axes, sorted(CRITERIA.items()), strict=True):
         values = scores.sel(criterion=criterion)
         per_it = values.min("parameters") if direction == "lower" else values.max("parameters")
@@ -49,4 +47,3 @@ def plot_scores(score_files: Iterable[str | Path], best_file: str | Path, out: s
         ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=100)
-    plt.close(fig)

@@ -106,14 +106,19 @@ def _augment(augment: Any, voxel_size: Coordinate) -> gp.BatchFilter:
     raise TypeError(f"unknown augment {augment!r}")
 
 
-def build_pipeline(resolved: ResolvedRun, datasets: dict[str, DatasetConfig]) -> gp.Pipeline:
+def training_voxel_size(resolved: ResolvedRun, datasets: dict[str, DatasetConfig]) -> Coordinate:
+    """The voxel size of the (first) training raw: shapes in voxels become world units."""
+    first = datasets[resolved.run.datasplit.train[0]]
+    return arrays.open_array(arrays.array_path(first.container, first.raw)).voxel_size
+
+
+def build_pipeline(
+    resolved: ResolvedRun, datasets: dict[str, DatasetConfig], voxel_size: Coordinate
+) -> gp.Pipeline:
     """Sources -> random choice -> augmentations -> affinities + balanced weights."""
     run = resolved.run
     split = run.datasplit
     sources = tuple(_source(datasets[name], run.trainer.min_masked) for name in split.train)
-    voxel_size = arrays.open_array(
-        arrays.array_path(datasets[split.train[0]].container, datasets[split.train[0]].raw)
-    ).voxel_size
     pipeline = sources + gp.RandomProvider(probabilities=split.train_weights)
     for augment in run.trainer.augments:
         pipeline += _augment(augment, voxel_size)
@@ -131,12 +136,13 @@ def build_pipeline(resolved: ResolvedRun, datasets: dict[str, DatasetConfig]) ->
     return pipeline
 
 
-def make_request(resolved: ResolvedRun, voxel_size: Coordinate) -> gp.BatchRequest:
+def make_request(resolved: ResolvedRun, voxel_size: Coordinate, seed: int) -> gp.BatchRequest:
+    """One batch: raw at the input shape, targets at the output shape, centred."""
     arch = resolved.run.architecture
     in_size = Coordinate(arch.input_shape) * voxel_size
     out_size = output_shape(arch, arch.input_shape) * voxel_size
     context = (in_size - out_size) / 2
-    request = gp.BatchRequest()
+    request = gp.BatchRequest(random_seed=seed)
     request.add(KEYS.raw, in_size)
     for key in (KEYS.gt, KEYS.target, KEYS.weights):
         request[key] = gp.ArraySpec(roi=Roi(context, out_size))
@@ -213,16 +219,15 @@ def train(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["iteration"])
-    pipeline = build_pipeline(resolved, datasets)
-    first = datasets[run.datasplit.train[0]]
-    voxel_size = arrays.open_array(arrays.array_path(first.container, first.raw)).voxel_size
-    request = make_request(resolved, voxel_size)
+        torch.set_rng_state(state["torch_rng"])
+    voxel_size = training_voxel_size(resolved, datasets)
+    pipeline = build_pipeline(resolved, datasets, voxel_size)
     stats = []
     model.train()
     with gp.build(pipeline):
         for it in tqdm(range(start + 1, until + 1), desc=f"train {resolved.name}", mininterval=5):
             t0 = time.perf_counter()
-            request._random_seed = batch_seed(resolved.seed, it)
+            request = make_request(resolved, voxel_size, batch_seed(resolved.seed, it))
             batch = pipeline.request_batch(request)
             tensors = [
                 torch.from_numpy(batch[k].data).to(device)

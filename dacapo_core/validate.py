@@ -21,7 +21,9 @@ from .evaluate import evaluate
 def sweep(
     prediction: str,
     gt_path: str,
-    out_container: str,
+    frags_path: str,
+    graph_dir: str | Path,
+    segmentation_path: str,
     post_processor: WatershedConfig,
     criterion: str,
     block_shape: Coordinate,
@@ -30,8 +32,6 @@ def sweep(
 ) -> dict[str, Any]:
     """Score every parameter set; keep the segmentation that is best by ``criterion``."""
     t0 = time.perf_counter()
-    frags_path = arrays.array_path(out_container, "fragments")
-    graph_dir = Path(f"{out_container}.graph")
     graph = postprocess.fragments_blockwise(
         prediction, frags_path, graph_dir, None, block_shape, num_workers, log_dir
     )
@@ -49,7 +49,7 @@ def sweep(
         if best is None or sign * scores[criterion] < sign * best:
             best, best_seg = scores[criterion], seg
     arrays.write_numpy(
-        arrays.array_path(out_container, "segmentation"),
+        segmentation_path,
         best_seg,
         frags_array.voxel_size,
         frags_array.roi.offset,

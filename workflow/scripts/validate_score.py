@@ -1,7 +1,5 @@
 """Rule validate_score: fragments + region graph once, then score every parameter set."""
 
-from pathlib import Path
-
 from funlib.geometry import Coordinate
 
 from dacapo_core import arrays, logs
@@ -13,7 +11,9 @@ prediction = snakemake.input.prediction
 result = sweep(
     prediction,
     snakemake.params.gt,
-    str(Path(prediction).parent),
+    snakemake.output.fragments,
+    snakemake.output.graph,
+    snakemake.output.segmentation,
     WatershedConfig.model_validate(snakemake.params.post_processor),
     snakemake.params.criterion,
     block_shape=Coordinate(arrays.open_array(prediction).data.chunksize[1:]),
