@@ -47,7 +47,13 @@ def cmd_segment(args: argparse.Namespace) -> None:
     from .postprocess import segment_blockwise
 
     segment_blockwise(
-        args.affinities, args.out, args.threshold, _roi(args.roi), args.block_shape, args.workers
+        args.affinities,
+        args.out,
+        args.threshold,
+        args.merge_function,
+        _roi(args.roi),
+        args.block_shape,
+        args.workers,
     )
 
 
@@ -104,6 +110,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--affinities", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--threshold", type=float, required=True)
+    s.add_argument("--merge-function", default="mean", help="mean or hist_quant_Q")
     s.set_defaults(func=cmd_segment, block_shape=[128, 128, 128])
 
     s = sub.add_parser("evaluate", help="VOI / adapted Rand scores as JSON")

@@ -128,7 +128,9 @@ class WatershedConfig(Strict):
     thresholds: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
         default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], min_length=1
     )
-    merge_function: list[Literal["mean"]] = Field(default=["mean"], min_length=1)
+    merge_function: list[Annotated[str, Field(pattern=r"^(mean|hist_quant_[1-9][0-9]?)$")]] = Field(
+        default=["mean"], min_length=1, description="mean or hist_quant_Q (Q in 1..99)"
+    )
 
     def parameter_sets(self) -> list[dict[str, Any]]:
         """Every combination of the grid, in a stable order."""

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import heapq
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,15 +29,21 @@ from funlib.geometry import Coordinate, Roi
 
 from . import arrays, blockwise
 
+#: affinity histogram bins per edge (for quantile merge functions)
+BINS = 32
+
 
 @dataclass(frozen=True)
 class Graph:
-    """The region graph: fragment ids and edges (u < v) with affinity sums and counts."""
+    """The region graph: fragment ids and edges (u < v) with their statistics.
+
+    ``stats[e]`` is ``[sum of affinities, count, histogram (BINS)]``: every merge
+    function is computed from it, and merging regions just adds rows.
+    """
 
     nodes: np.ndarray
     edges: np.ndarray
-    sums: np.ndarray
-    counts: np.ndarray
+    stats: np.ndarray
 
     @classmethod
     def load(cls, graph_dir: str | Path) -> Graph:
@@ -45,10 +52,10 @@ class Graph:
             raise FileNotFoundError(f"{graph_dir}: no region graph blocks")
         edges = np.concatenate([p["edges"] for p in parts]).reshape(-1, 2)
         unique, inverse = np.unique(edges, axis=0, return_inverse=True)
-        sums = np.bincount(inverse.ravel(), np.concatenate([p["sums"] for p in parts]))
-        counts = np.bincount(inverse.ravel(), np.concatenate([p["counts"] for p in parts]))
+        stats = np.zeros((len(unique), 2 + BINS))
+        np.add.at(stats, inverse.ravel(), np.concatenate([p["stats"] for p in parts]))
         nodes = np.unique(np.concatenate([p["nodes"] for p in parts]))
-        return cls(nodes, unique.astype(np.uint64), sums, counts)
+        return cls(nodes, unique.astype(np.uint64), stats)
 
 
 @dataclass(frozen=True)
@@ -84,10 +91,11 @@ def fragments(affs: np.ndarray, id_offset: int = 0) -> np.ndarray:
     return frags
 
 
-def edges(frags: np.ndarray, affs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def edges(frags: np.ndarray, affs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Edges between voxel ``p`` and ``p - e_d`` for all ``p`` but the first slab per axis.
 
     ``frags``/``affs`` carry one voxel of context on the negative side of each axis.
+    Returns the pairs (u < v) and their statistics rows (see Graph).
     """
     pairs, values = [], []
     inner = tuple(slice(1, None) for _ in range(frags.ndim))
@@ -99,43 +107,76 @@ def edges(frags: np.ndarray, affs: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
         values.append(affs[d][inner].ravel()[keep])
     pairs_all = np.concatenate(pairs)
     if len(pairs_all) == 0:
-        return np.zeros((0, 2), np.uint64), np.zeros(0), np.zeros(0)
+        return np.zeros((0, 2), np.uint64), np.zeros((0, 2 + BINS))
     unique, inverse = np.unique(pairs_all, axis=0, return_inverse=True)
-    sums = np.bincount(inverse.ravel(), np.concatenate(values).astype(np.float64))
-    counts = np.bincount(inverse.ravel()).astype(np.float64)
-    return unique, sums, counts
+    inverse = inverse.ravel()
+    value = np.concatenate(values).astype(np.float64)
+    bins = np.minimum((value * BINS).astype(int), BINS - 1)
+    n = len(unique)
+    stats = np.empty((n, 2 + BINS))
+    stats[:, 0] = np.bincount(inverse, value, minlength=n)
+    stats[:, 1] = np.bincount(inverse, minlength=n)
+    # as waterz (InitWithMax): an edge's initial histogram holds only its highest bin
+    top = np.zeros(n, dtype=int)
+    np.maximum.at(top, inverse, bins)
+    at_top = bins == top[inverse]
+    hist = np.bincount(inverse[at_top] * BINS + bins[at_top], minlength=n * BINS)
+    stats[:, 2:] = hist.reshape(n, BINS)
+    return unique, stats
 
 
-def merge_history(graph: Graph) -> MergeHistory:
-    """Agglomerate greedily by mean affinity (score ``1 - mean``) until one region is left.
+def scoring(merge_function: str) -> Callable[[np.ndarray], float]:
+    """Merge score (lower merges first) of a statistics row: ``1 - affinity``.
 
-    Merging two regions sums their edge statistics to each neighbour, as waterz's
-    ``OneMinus<MeanAffinity>`` does on a whole volume.
+    ``mean``: the mean affinity across the boundary; ``hist_quant_Q``: its Q-th
+    percentile, from the histogram (as waterz's HistogramQuantileAffinity).
     """
-    adjacency: dict[int, dict[int, list[float]]] = {int(n): {} for n in graph.nodes}
+    if merge_function == "mean":
+        return lambda row: 1.0 - row[0] / row[1]
+    match = re.fullmatch(r"hist_quant_(\d+)", merge_function)
+    if not match or not 0 < int(match.group(1)) < 100:
+        raise ValueError(f"unknown merge function '{merge_function}'")
+    q = int(match.group(1)) / 100
+
+    def quantile(row: np.ndarray) -> float:
+        hist = row[2:]
+        pivot = int(q * 100) * int(hist.sum()) // 100 + 1  # 1-based rank, as waterz
+        rank = np.searchsorted(np.cumsum(hist), pivot)
+        return 1.0 - (rank + 0.5) / BINS
+
+    return quantile
+
+
+def merge_history(graph: Graph, merge_function: str = "mean") -> MergeHistory:
+    """Agglomerate greedily by ``merge_function`` until no edge is left.
+
+    Merging two regions adds their edge statistics to each common neighbour, as
+    waterz's region-graph agglomeration does on a whole volume.
+    """
+    score_of = scoring(merge_function)
+    adjacency: dict[int, dict[int, np.ndarray]] = {int(n): {} for n in graph.nodes}
     heap = []
-    for (u, v), s, c in zip(graph.edges.tolist(), graph.sums, graph.counts, strict=True):
-        adjacency[u][v] = adjacency[v][u] = [s, c]
-        heap.append((1.0 - s / c, u, v))
+    for (u, v), row in zip(graph.edges.tolist(), graph.stats, strict=True):
+        adjacency[u][v] = adjacency[v][u] = row.copy()
+        heap.append((score_of(row), u, v))
     heapq.heapify(heap)
     merged, into, scores = [], [], []
     while heap:
         score, u, v = heapq.heappop(heap)
-        stats = adjacency.get(u, {}).get(v)
-        if stats is None or 1.0 - stats[0] / stats[1] != score:
+        row = adjacency.get(u, {}).get(v)
+        if row is None or score_of(row) != score:
             continue  # stale entry: a region merged or the edge changed since
         if len(adjacency[u]) > len(adjacency[v]):
             u, v = v, u
         del adjacency[v][u]
-        for n, (s, c) in adjacency.pop(u).items():
+        for n, other in adjacency.pop(u).items():
             if n == v:
                 continue
             del adjacency[n][u]
-            joint = adjacency[v].setdefault(n, [0.0, 0.0])
-            joint[0] += s
-            joint[1] += c
-            adjacency[n][v] = joint
-            heapq.heappush(heap, (1.0 - joint[0] / joint[1], min(n, v), max(n, v)))
+            joint = adjacency[v].get(n)
+            joint = other if joint is None else joint + other
+            adjacency[v][n] = adjacency[n][v] = joint
+            heapq.heappush(heap, (score_of(joint), min(n, v), max(n, v)))
         merged.append(u)
         into.append(v)
         scores.append(score)
@@ -192,11 +233,11 @@ class EdgeWorker(GraphWorker):
         vs = self.frags_array.voxel_size
         read = block.write_roi.grow(vs, Coordinate((0,) * vs.dims))
         frags = self.frags_array.to_ndarray(read)
-        pairs, sums, counts = edges(frags, self.affs_array.to_ndarray(read))
+        pairs, stats = edges(frags, self.affs_array.to_ndarray(read))
         nodes = np.unique(frags[(slice(1, None),) * frags.ndim])
         name = Path(self.graph_dir) / ("_".join(map(str, self.index(block))) + ".npz")
         tmp = name.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, nodes=nodes[nodes > 0], edges=pairs, sums=sums, counts=counts)
+        np.savez(tmp, nodes=nodes[nodes > 0], edges=pairs, stats=stats)
         os.replace(tmp, name)
 
 
@@ -296,6 +337,7 @@ def segment_blockwise(
     affs_path: str,
     out_path: str,
     threshold: float,
+    merge_function: str = "mean",
     roi: Roi | None = None,
     block_shape: Sequence[int] = (128, 128, 128),
     num_workers: int = 2,
@@ -315,5 +357,11 @@ def segment_blockwise(
         affs_path, frags_path, graph_dir, roi, block_shape, num_workers, log_dir
     )
     relabel_blockwise(
-        frags_path, out_path, merge_history(graph), threshold, block_shape, num_workers, log_dir
+        frags_path,
+        out_path,
+        merge_history(graph, merge_function),
+        threshold,
+        block_shape,
+        num_workers,
+        log_dir,
     )

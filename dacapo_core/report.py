@@ -47,3 +47,26 @@ def plot_scores(score_files: Iterable[str | Path], best_file: str | Path, out: s
         ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=100)
+
+
+def plot_thresholds(
+    score_files: Iterable[str | Path], best_file: str | Path, criterion: str, out: str | Path
+) -> None:
+    """At the selected iteration: each criterion against threshold, per merge function."""
+    scores = load_scores(score_files).mean("dataset")
+    iteration = read_json(best_file)[criterion]["iteration"]
+    at_best = scores.sel(iteration=iteration)
+    params = scores.attrs["parameter_sets"]
+    fig = Figure(figsize=(4 * len(CRITERIA), 3.5))
+    axes = fig.subplots(1, len(CRITERIA))
+    for ax, (name, direction) in zip(axes, sorted(CRITERIA.items()), strict=True):
+        for function in sorted({p["merge_function"] for p in params}):
+            index = [i for i, p in enumerate(params) if p["merge_function"] == function]
+            thresholds = [params[i]["threshold"] for i in index]
+            ax.plot(
+                thresholds, at_best.sel(criterion=name).values[index], marker="o", label=function
+            )
+        ax.set(xlabel="threshold", title=f"{name} ({direction} is better), iteration {iteration}")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)

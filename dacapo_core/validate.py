@@ -35,14 +35,19 @@ def sweep(
     graph = postprocess.fragments_blockwise(
         prediction, frags_path, graph_dir, None, block_shape, num_workers, log_dir
     )
-    history = postprocess.merge_history(graph)
+    parameter_sets = post_processor.parameter_sets()
+    histories = {
+        f: postprocess.merge_history(graph, f)
+        for f in {p["merge_function"] for p in parameter_sets}
+    }
     frags_array = arrays.open_array(frags_path)
     frags = frags_array.to_ndarray(frags_array.roi)
     gt = arrays.open_array(gt_path).to_ndarray(frags_array.roi)
     t1 = time.perf_counter()
     results, best, best_seg = [], None, None
     sign = 1 if CRITERIA[criterion] == "lower" else -1
-    for params in post_processor.parameter_sets():
+    for params in parameter_sets:
+        history = histories[params["merge_function"]]
         seg = postprocess.relabel(frags, *history.lookup(params["threshold"]))
         scores = evaluate(seg, gt)
         results.append({"parameters": params, "scores": scores})

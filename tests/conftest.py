@@ -36,7 +36,10 @@ TINY = {
             "trainer": {"snapshot_interval": 10},
             "train_until": 20,
             "validation_interval": 10,
-            "post_processor": {"thresholds": [0.3, 0.5, 0.7]},
+            "post_processor": {
+                "thresholds": [0.3, 0.5, 0.7],
+                "merge_function": ["mean", "hist_quant_50"],
+            },
         }
     },
     "apply": [{"run": "tiny", "input": "test_a", "num_workers": 2, "block_shape": [40, 40, 40]}],

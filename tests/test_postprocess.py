@@ -65,3 +65,39 @@ def test_merge_history_thresholds_are_monotonic(volume):
     counts = [len(np.unique(history.lookup(t)[1])) for t in (0.1, 0.3, 0.5, 0.7, 0.9)]
     assert counts == sorted(counts, reverse=True)
     assert counts[0] <= len(graph.nodes) and counts[-1] >= 1
+
+
+@pytest.mark.parametrize(
+    ("merge_function", "scoring_function", "tolerance"),
+    [
+        ("mean", "OneMinus<MeanAffinity<RegionGraphType, ScoreValue>>", 0.01),
+        (
+            "hist_quant_50",
+            "OneMinus<HistogramQuantileAffinity<RegionGraphType, 50, ScoreValue, 256>>",
+            0.05,  # our histograms have 32 bins, waterz's 256
+        ),
+    ],
+)
+def test_graph_agglomeration_matches_waterz_on_the_same_fragments(
+    volume, merge_function, scoring_function, tolerance
+):
+    import waterz
+
+    root, affs_path, labels = volume
+    affs_array = arrays.open_array(affs_path)
+    affs = np.ascontiguousarray(affs_array.to_ndarray(affs_array.roi))
+    frags = postprocess.fragments(affs)
+    padded = np.pad(frags, [(1, 0)] * 3)
+    pairs, stats = postprocess.edges(padded, np.pad(affs, [(0, 0)] + [(1, 0)] * 3))
+    graph = postprocess.Graph(np.unique(frags[frags > 0]), pairs, stats)
+    history = postprocess.merge_history(graph, merge_function)
+    ours = postprocess.relabel(frags, *history.lookup(0.5))
+    theirs = next(
+        iter(
+            waterz.agglomerate(
+                affs, [0.5], fragments=frags.copy(), scoring_function=scoring_function
+            )
+        )
+    ).copy()
+    inside = labels > 0
+    assert evaluate(np.where(inside, ours, 0), np.where(inside, theirs, 0))["voi"] < tolerance

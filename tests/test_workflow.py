@@ -39,7 +39,9 @@ def test_full_dag_produces_every_artifact(finished):
         assert [s["iteration"] for s in stats["iterations"]] == list(range(it - 9, it + 1))
         scores = json.loads((run / f"validation/{it}/scores.json").read_text())
         results = scores["datasets"]["val_a"]["results"]
-        assert [r["parameters"]["threshold"] for r in results] == [0.3, 0.5, 0.7]
+        assert [
+            (r["parameters"]["merge_function"], r["parameters"]["threshold"]) for r in results
+        ] == [(f, t) for f in ("mean", "hist_quant_50") for t in (0.3, 0.5, 0.7)]
     best = json.loads((run / "best.json").read_text())
     assert best["voi"]["iteration"] in (10, 20) and best["voi"]["direction"] == "lower"
     seg = arrays.open_array(run / "apply/test_a.zarr/segmentation")
@@ -51,6 +53,16 @@ def test_full_dag_produces_every_artifact(finished):
     assert (workdir / "logs/train/tiny/10.log").is_file()
     assert (workdir / "logs/segment/tiny/test_a.log.workers").is_dir()
     assert not (workdir / "daisy_logs").exists()  # worker logs stay beside the job's log
+
+
+def test_report_contains_the_figures(finished):
+    workdir, cfg = finished
+    result = snakemake(workdir, "--configfile", str(cfg), "--report", "report.html")
+    assert result.returncode == 0, result.stderr[-2000:]
+    html = (workdir / "report.html").read_text()
+    for figure in ("loss.png", "scores.png", "thresholds.png"):
+        assert figure in html
+    assert "Validation" in html and "Training" in html
 
 
 def test_finished_run_has_nothing_to_do(finished):
@@ -67,6 +79,7 @@ def test_changing_post_processing_does_not_retrain(finished, tiny_config):
     jobs = planned_jobs(snakemake(workdir, "-n", "--configfile", str(cfg)))
     assert "train" not in jobs and "validate_predict" not in jobs
     assert jobs["validate_score"] == 2 and jobs["select"] == 1
+    assert jobs["segment"] == 1  # apply follows the (possibly new) selection
 
 
 def test_raising_train_until_trains_only_new_chunks(finished, tiny_config):

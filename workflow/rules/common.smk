@@ -104,6 +104,7 @@ def all_targets() -> list[str]:
             f"results/{name}/best.json",
             f"results/{name}/report/loss.png",
             f"results/{name}/report/scores.png",
+            f"results/{name}/report/thresholds.png",
         ]
     for run, target in APPLY:
         targets.append(f"results/{run}/apply/{target}.zarr/segmentation")

@@ -40,3 +40,25 @@ rule plot_scores:
         "../../envs/dacapo-flow.yaml"
     script:
         "../scripts/plot_scores.py"
+
+
+rule plot_thresholds:
+    input:
+        scores=validation_scores,
+        best="results/{run}/best.json",
+    output:
+        report(
+            "results/{run}/report/thresholds.png",
+            caption="../report/thresholds.rst",
+            category="Validation",
+            subcategory="{run}",
+        ),
+    params:
+        criterion=lambda w: run_of(w).run.criterion,
+    log:
+        "logs/plot_thresholds/{run}.log",
+    localrule: True
+    conda:
+        "../../envs/dacapo-flow.yaml"
+    script:
+        "../scripts/plot_thresholds.py"

@@ -11,6 +11,7 @@ segment_blockwise(
     snakemake.input.prediction,
     snakemake.output.segmentation,
     threshold=entry.threshold or best["parameters"]["threshold"],
+    merge_function=best["parameters"]["merge_function"],
     block_shape=arrays.open_array(snakemake.input.prediction).data.chunksize[1:],
     num_workers=entry.num_workers,
     frags_path=snakemake.output.fragments,
