@@ -44,6 +44,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_segment(args: argparse.Namespace) -> None:
+    from .config import FragmentOptions
     from .postprocess import segment_blockwise
 
     segment_blockwise(
@@ -54,6 +55,7 @@ def cmd_segment(args: argparse.Namespace) -> None:
         _roi(args.roi),
         args.block_shape,
         args.workers,
+        options=FragmentOptions(method=args.fragments),
     )
 
 
@@ -111,6 +113,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--threshold", type=float, required=True)
     s.add_argument("--merge-function", default="mean", help="mean or hist_quant_Q")
+    s.add_argument("--fragments", default="seeded", choices=["seeded", "waterz"])
     s.set_defaults(func=cmd_segment, block_shape=[128, 128, 128])
 
     s = sub.add_parser("evaluate", help="VOI / adapted Rand scores as JSON")

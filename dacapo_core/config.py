@@ -121,10 +121,31 @@ class TrainerConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
+class FragmentOptions(Strict):
+    """How affinities become fragments, the nodes of the region graph."""
+
+    method: Literal["seeded", "waterz"] = Field(
+        "seeded",
+        description="seeded: watershed from maxima of the distance to boundaries; "
+        "waterz: waterz's affinity watershed (3D only, many small fragments)",
+    )
+    threshold: float = Field(
+        0.5, gt=0, lt=1, description="seeded: voxels with mean nearest-neighbour affinity above"
+    )
+    seed_distance: int = Field(3, ge=1, description="seeded: minimal seed spacing (voxels)")
+    context: int = Field(
+        16,
+        ge=0,
+        description="voxels read around each block: seeds near a block face then match a "
+        "whole-volume run where objects are thinner than twice this",
+    )
+
+
 class WatershedConfig(Strict):
     """Fragments (watershed on affinities) + hierarchical agglomeration; a grid sweep."""
 
     type: Literal["watershed"] = "watershed"
+    fragments: FragmentOptions = FragmentOptions()
     thresholds: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
         default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], min_length=1
     )

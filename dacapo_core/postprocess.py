@@ -26,8 +26,11 @@ import daisy
 import numpy as np
 import waterz
 from funlib.geometry import Coordinate, Roi
+from scipy import ndimage
+from skimage.segmentation import watershed
 
 from . import arrays, blockwise
+from .config import FragmentOptions
 
 #: affinity histogram bins per edge (for quantile merge functions)
 BINS = 32
@@ -83,12 +86,53 @@ class MergeHistory:
         return self.nodes, (segments + 1).astype(np.uint64)
 
 
-def fragments(affs: np.ndarray, id_offset: int = 0) -> np.ndarray:
-    """Watershed fragments of nearest-neighbour affinities (channels 0..2)."""
-    nn = np.ascontiguousarray(affs[:3], dtype=np.float32)
-    frags = next(iter(waterz.agglomerate(nn, thresholds=[0.0]))).copy()
-    frags[frags > 0] += np.uint64(id_offset)
-    return frags
+def fragments(affs: np.ndarray, options: FragmentOptions | None = None) -> np.ndarray:
+    """Fragments of the nearest-neighbour affinities (the first ``dims`` channels).
+
+    A fragment's id is 1 + the linear index of its representative voxel (its seed,
+    or its first voxel): ids are unique, and the same seed gives the same id
+    wherever it is computed.
+    """
+    options = options or FragmentOptions()
+    dims = affs.ndim - 1
+    if options.method == "waterz":
+        nn = np.ascontiguousarray(affs[:3], dtype=np.float32)
+        labels = next(iter(waterz.agglomerate(nn, thresholds=[0.0]))).copy()
+        seeds = None
+    else:
+        labels, seeds = _seeded_watershed(affs[:dims], options.threshold, options.seed_distance)
+    ids, first, inverse = np.unique(labels.ravel(), return_index=True, return_inverse=True)
+    if seeds is not None:  # the first voxel of each basin's seed, not of the basin
+        seed_ids, seed_first = np.unique(seeds.ravel(), return_index=True)
+        by_label = np.zeros(int(seed_ids.max()) + 1, dtype=np.int64)
+        by_label[seed_ids] = seed_first
+        first = by_label[ids]
+    representative = np.where(ids == 0, 0, first.astype(np.uint64) + 1)
+    return representative[inverse].reshape(labels.shape)
+
+
+def _seeded_watershed(
+    nn: np.ndarray, threshold: float, seed_distance: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Watershed of the distance to boundaries, seeded at its local maxima.
+
+    One seed per object interior instead of one per noise minimum: far fewer
+    fragments (and edges) than a plain affinity watershed, and the boundary
+    voxels are still assigned, so neighbouring fragments share edges.
+    Returns the basins and the seeds, both labelled 1..n alike.
+    """
+    inside = nn.mean(axis=0) > threshold
+    distance = ndimage.distance_transform_edt(inside)
+    peaks = (ndimage.maximum_filter(distance, size=2 * seed_distance + 1) == distance) & inside
+    # every interior piece gets a seed, however small (pieces cut by a block face are)
+    pieces, n = ndimage.label(inside)
+    seeded = np.zeros(n + 1, dtype=bool)
+    seeded[pieces[peaks]] = True
+    unseeded = np.flatnonzero(~seeded[1:]) + 1
+    for position in ndimage.maximum_position(distance, pieces, unseeded):
+        peaks[position] = True
+    seeds, _ = ndimage.label(peaks)
+    return watershed(-distance, seeds), seeds
 
 
 def edges(frags: np.ndarray, affs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -196,12 +240,6 @@ def relabel(frags: np.ndarray, nodes: np.ndarray, segments: np.ndarray) -> np.nd
     return out
 
 
-def _block_id_offset(index: tuple[int, ...], total: Roi, block: Coordinate, vs: Coordinate) -> int:
-    """Block ``index`` may use ids above every id of the blocks before it in the grid."""
-    grid = [-(-s // b) for s, b in zip(total.shape, block, strict=True)]
-    return int(np.ravel_multi_index(index, grid)) * int(np.prod(block / vs))
-
-
 @dataclass
 class GraphWorker(blockwise.BlockWorker):
     """Shared geometry of the fragment and edge stages."""
@@ -211,6 +249,7 @@ class GraphWorker(blockwise.BlockWorker):
     graph_dir: str
     total: Roi
     block: Coordinate
+    options: FragmentOptions
 
     def setup(self) -> None:
         self.affs_array = arrays.open_array(self.affs)
@@ -221,11 +260,27 @@ class GraphWorker(blockwise.BlockWorker):
 
 
 class FragmentWorker(GraphWorker):
+    """Fragments of a block, computed with context and cropped.
+
+    With context, the seeds and watershed basins near a block face are the ones
+    a whole-volume run would find, so objects are not chopped into slivers there.
+    """
+
     def process(self, block: daisy.Block) -> None:
         vs = self.affs_array.voxel_size
-        offset = _block_id_offset(self.index(block), self.total, self.block, vs)
-        data = self.affs_array.to_ndarray(block.write_roi)
-        self.frags_array[block.write_roi] = fragments(data, offset)
+        context = vs * self.options.context
+        read = block.write_roi.grow(context, context).intersect(self.affs_array.roi)
+        local = fragments(self.affs_array.to_ndarray(read), self.options)
+        crop = local[((block.write_roi - read.offset) / vs).to_slices()]
+        ids, inverse = np.unique(crop, return_inverse=True)
+        # local representative index -> index in the whole affinity volume
+        coords = np.unravel_index(np.maximum(ids.astype(np.int64) - 1, 0), local.shape)
+        shift = (read.offset - self.affs_array.roi.offset) / vs
+        coords = tuple(c + o for c, o in zip(coords, shift, strict=True))
+        volume = tuple(self.affs_array.roi.shape / vs)
+        global_ids = np.ravel_multi_index(coords, volume).astype(np.uint64) + 1
+        global_ids[ids == 0] = 0
+        self.frags_array[block.write_roi] = global_ids[inverse].reshape(crop.shape)
 
 
 class EdgeWorker(GraphWorker):
@@ -274,6 +329,7 @@ def fragments_blockwise(
     block_shape: Sequence[int] = (128, 128, 128),
     num_workers: int = 2,
     log_dir: str | Path | None = None,
+    options: FragmentOptions | None = None,
 ) -> Graph:
     """Stages 1 and 2: fragments into ``frags_path``, region graph into ``graph_dir``."""
     roi, block = _grid(affs_path, roi, block_shape)
@@ -293,7 +349,9 @@ def fragments_blockwise(
             total_roi=roi.grow(context, zero),
             read_roi=Roi(zero, block).grow(context, zero),
             write_roi=Roi(zero, block),
-            worker=worker_cls(affs_path, frags_path, str(graph_dir), roi, block),
+            worker=worker_cls(
+                affs_path, frags_path, str(graph_dir), roi, block, options or FragmentOptions()
+            ),
             num_workers=num_workers,
             log_dir=log_dir,
         )
@@ -344,6 +402,7 @@ def segment_blockwise(
     frags_path: str | None = None,
     graph_dir: str | Path | None = None,
     log_dir: str | Path | None = None,
+    options: FragmentOptions | None = None,
 ) -> None:
     """Affinities -> seamless segmentation; fragments and graph are kept beside it.
 
@@ -354,7 +413,7 @@ def segment_blockwise(
     frags_path = frags_path or arrays.array_path(container, f"{dataset}_fragments")
     graph_dir = graph_dir or Path(container).parent / f"{Path(container).stem}.{dataset}.graph"
     graph = fragments_blockwise(
-        affs_path, frags_path, graph_dir, roi, block_shape, num_workers, log_dir
+        affs_path, frags_path, graph_dir, roi, block_shape, num_workers, log_dir, options
     )
     relabel_blockwise(
         frags_path,

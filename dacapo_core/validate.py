@@ -33,7 +33,14 @@ def sweep(
     """Score every parameter set; keep the segmentation that is best by ``criterion``."""
     t0 = time.perf_counter()
     graph = postprocess.fragments_blockwise(
-        prediction, frags_path, graph_dir, None, block_shape, num_workers, log_dir
+        prediction,
+        frags_path,
+        graph_dir,
+        None,
+        block_shape,
+        num_workers,
+        log_dir,
+        post_processor.fragments,
     )
     parameter_sets = post_processor.parameter_sets()
     histories = {

@@ -7,6 +7,7 @@ from gunpowder.nodes.add_affinities import seg_to_affgraph
 from scipy import ndimage
 
 from dacapo_core import arrays, postprocess
+from dacapo_core.config import FragmentOptions
 from dacapo_core.demo import cells, membranes
 from dacapo_core.evaluate import evaluate
 
@@ -28,7 +29,7 @@ def volume(tmp_path_factory):
 
 def segment(root, affs, name, block, workers):
     out = f"{root}/v.zarr/{name}"
-    postprocess.segment_blockwise(affs, out, threshold=0.7, block_shape=block, num_workers=workers)
+    postprocess.segment_blockwise(affs, out, threshold=0.5, block_shape=block, num_workers=workers)
     array = arrays.open_array(out)
     return array, array.to_ndarray(array.roi)
 
@@ -86,7 +87,7 @@ def test_graph_agglomeration_matches_waterz_on_the_same_fragments(
     root, affs_path, labels = volume
     affs_array = arrays.open_array(affs_path)
     affs = np.ascontiguousarray(affs_array.to_ndarray(affs_array.roi))
-    frags = postprocess.fragments(affs)
+    frags = postprocess.fragments(affs, FragmentOptions(method="waterz"))
     padded = np.pad(frags, [(1, 0)] * 3)
     pairs, stats = postprocess.edges(padded, np.pad(affs, [(0, 0)] + [(1, 0)] * 3))
     graph = postprocess.Graph(np.unique(frags[frags > 0]), pairs, stats)

@@ -47,7 +47,9 @@ def test_full_dag_produces_every_artifact(finished):
     seg = arrays.open_array(run / "apply/test_a.zarr/segmentation")
     raw = arrays.open_array(workdir / "data/demo.zarr/test/raw")
     assert seg.roi == raw.roi and seg.voxel_size == raw.voxel_size
-    assert seg.to_ndarray(seg.roi).max() > 0
+    frags = arrays.open_array(run / "apply/test_a.zarr/fragments")
+    labelled = seg.to_ndarray(seg.roi) > 0
+    assert np.array_equal(labelled, frags.to_ndarray(seg.roi) > 0)  # every fragment relabelled
     assert (run / "snapshots/10.zarr/prediction").is_dir()
     assert (run / "report/loss.png").stat().st_size > 1000
     assert (workdir / "logs/train/tiny/10.log").is_file()

@@ -36,6 +36,7 @@ rule segment:
     params:
         entry=lambda w: apply_entry(w).model_dump(mode="json"),
         criterion=lambda w: run_of(w).run.criterion,
+        fragments=lambda w: run_of(w).run.post_processor.fragments.model_dump(mode="json"),
     log:
         "logs/segment/{run}/{target}.log",
     threads: lambda w: apply_entry(w).num_workers

@@ -1,7 +1,7 @@
 """Rule segment: seamless blockwise watershed at the selected (or pinned) threshold."""
 
 from dacapo_core import arrays, logs
-from dacapo_core.config import ApplyConfig
+from dacapo_core.config import ApplyConfig, FragmentOptions
 from dacapo_core.postprocess import segment_blockwise
 
 logs.to_file(snakemake.log[0])
@@ -16,5 +16,6 @@ segment_blockwise(
     num_workers=entry.num_workers,
     frags_path=snakemake.output.fragments,
     graph_dir=snakemake.output.graph,
+    options=FragmentOptions.model_validate(snakemake.params.fragments),
     log_dir=f"{snakemake.log[0]}.workers",
 )
