@@ -9,8 +9,10 @@ profile itself stays realistic.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from conftest import BIN, REPO, TINY, snakemake, write_config
@@ -77,4 +79,7 @@ def test_a_failing_job_fails_the_workflow_and_names_its_slurm_log(cluster, tmp_p
     result = on_slurm(tmp_path, config, "--retries", "0")
     assert result.returncode != 0
     assert "Error in rule train" in result.stderr
-    assert "slurm_logs" in result.stderr or "SLURM" in result.stderr
+    named = re.findall(r"\S*\.snakemake/slurm_logs/rule_train/\S*?\.log", result.stderr)
+    assert named, result.stderr[-3000:]  # the SLURM log of the failed job is named
+    assert "did not complete successfully" in Path(named[-1]).read_text()
+    assert "cuda" in (tmp_path / "logs/train/tiny/10.log").read_text().lower()  # the cause
