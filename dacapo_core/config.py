@@ -214,6 +214,11 @@ class ExperimentConfig(Strict):
     datasets: dict[Name, DatasetConfig] = Field(min_length=1)
     runs: dict[Name, RunConfig] = Field(min_length=1)
     apply: list[ApplyConfig] = Field(default_factory=list)
+    keep_validation_predictions: bool = Field(
+        True,
+        description="false: delete each validation prediction once it is scored (saves disk; "
+        "changing the post-processing grid then predicts again)",
+    )
 
     def resolved_runs(self) -> dict[str, ResolvedRun]:
         """Run name -> run, with repetitions expanded to ``NAME__k``."""

@@ -101,6 +101,19 @@ def test_my_experiment_is_not_merged_with_the_demo(finished):
     assert "tiny" in result.stdout
 
 
+def test_validation_predictions_can_be_dropped_after_scoring(tmp_path, tiny_config):
+    tiny_config.update(keep_validation_predictions=False, apply=[])
+    tiny_config["runs"]["tiny"].update(train_until=10)
+    cfg = write_config(tmp_path, tiny_config)
+    assert snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg)).returncode == 0
+    validation = tmp_path / "results/tiny/validation/10"
+    assert not (validation / "val_a.zarr/prediction").exists()
+    assert (validation / "val_a.zarr/segmentation").is_dir() and (
+        validation / "scores.json"
+    ).is_file()
+    assert planned_jobs(snakemake(tmp_path, "-n", "--configfile", str(cfg))) == {}
+
+
 def bad(config: dict, mutate) -> dict:
     mutate(config)
     return config

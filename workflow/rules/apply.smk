@@ -17,8 +17,8 @@ rule predict:
         "logs/predict/{run}/{target}.log",
     threads: lambda w: apply_entry(w).num_workers
     resources:
-        mem_mb=8000,
-        runtime=240,
+        mem_mb=by_attempt(8000),
+        runtime=by_attempt(240),
     conda:
         "../../envs/dacapo-flow.yaml"
     script:
@@ -41,8 +41,8 @@ rule segment:
         "logs/segment/{run}/{target}.log",
     threads: lambda w: apply_entry(w).num_workers
     resources:
-        mem_mb=8000,
-        runtime=240,
+        mem_mb=by_attempt(8000),
+        runtime=by_attempt(240),
     conda:
         "../../envs/dacapo-flow.yaml"
     script:

@@ -51,6 +51,16 @@ wildcard_constraints:
     target=r"[A-Za-z0-9_.-]+",
 
 
+def keep_or_temp(path):
+    """Validation predictions are temporary unless the config keeps them."""
+    return path if EXPERIMENT.keep_validation_predictions else temp(path)
+
+
+def by_attempt(amount: int):
+    """A resource that grows with each retry (a job killed for memory or time)."""
+    return lambda wildcards, attempt: amount * attempt
+
+
 def run_of(wildcards):
     return RUNS[wildcards.run]
 

@@ -13,8 +13,8 @@ if EXPERIMENT.demo is not None:
             "logs/make_demo_data.log",
         threads: 1
         resources:
-            mem_mb=2000,
-            runtime=10,
+            mem_mb=by_attempt(2000),
+            runtime=by_attempt(10),
         conda:
             "../../envs/dacapo-flow.yaml"
         script:

@@ -15,8 +15,8 @@ rule train:
         "logs/train/{run}/{it}.log",
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=240,
+        mem_mb=by_attempt(8000),
+        runtime=by_attempt(240),
     conda:
         "../../envs/dacapo-flow.yaml"
     script:

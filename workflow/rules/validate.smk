@@ -7,7 +7,7 @@ rule validate_predict:
         checkpoint="results/{run}/checkpoints/{it}.pt",
         data=lambda w: container(w.dataset),
     output:
-        directory("results/{run}/validation/{it}/{dataset}.zarr/prediction"),
+        keep_or_temp(directory("results/{run}/validation/{it}/{dataset}.zarr/prediction")),
     params:
         raw=lambda w: array(w.dataset, "raw"),
         gt=lambda w: array(w.dataset, "gt"),
@@ -15,8 +15,8 @@ rule validate_predict:
         "logs/validate_predict/{run}/{it}/{dataset}.log",
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=by_attempt(4000),
+        runtime=by_attempt(60),
     conda:
         "../../envs/dacapo-flow.yaml"
     script:
@@ -39,8 +39,8 @@ rule validate_score:
         "logs/validate_score/{run}/{it}/{dataset}.log",
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=by_attempt(4000),
+        runtime=by_attempt(60),
     conda:
         "../../envs/dacapo-flow.yaml"
     script:
