@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 
 from funlib.geometry import Coordinate
@@ -78,6 +79,28 @@ def cmd_check(args: argparse.Namespace) -> None:
     print(f"{args.config}: ok ({len(cfg.resolved_runs())} runs, {len(cfg.apply)} targets)")
 
 
+def cmd_view(args: argparse.Namespace) -> None:
+    import webbrowser
+
+    from . import view
+
+    if args.bind != "127.0.0.1":
+        print(f"warning: serving on {args.bind}: anyone who can reach it sees the data")
+    viewer = view.start(args.run, args.target, args.iteration, args.bind)
+    url = viewer.get_viewer_url()
+    print(url, flush=True)
+    if not args.no_browser:
+        webbrowser.open(url)
+    try:
+        if args.target is None and args.iteration is None:
+            view.follow(viewer, args.run)
+        else:
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        print("viewer stopped")
+
+
 def cmd_schema(args: argparse.Namespace) -> None:
     from .config import json_schema
 
@@ -124,6 +147,14 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("check", help="validate a config and the data it points at")
     s.add_argument("config")
     s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("view", help="neuroglancer on a run's results (Ctrl-C stops it)")
+    s.add_argument("run", help="results/RUN")
+    s.add_argument("--target", help="an apply target (default: the best validation)")
+    s.add_argument("--iteration", type=int, help="a validated iteration (default: the best)")
+    s.add_argument("--no-browser", action="store_true", help="only print the URL")
+    s.add_argument("--bind", default="127.0.0.1", help="address to serve on")
+    s.set_defaults(func=cmd_view)
 
     s = sub.add_parser("schema", help="print the config's JSON schema")
     s.set_defaults(func=cmd_schema)

@@ -141,7 +141,7 @@ def predict_blockwise(
         np.float32,
         num_channels=predictor.channels,
         chunk_shape=block / vs,
-        attrs={"checkpoint": str(checkpoint), "scale": 1.0},
+        attrs={"checkpoint": str(checkpoint), "raw": raw_path, "scale": 1.0},
     )
     blockwise.run(
         "predict",

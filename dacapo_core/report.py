@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from . import arrays
 from .arrays import read_json
 from .config import CRITERIA
 from .select import load_scores
@@ -70,3 +71,37 @@ def plot_thresholds(
         ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=100)
+
+
+def _middle_slice(path: str, roi) -> np.ndarray:
+    array = arrays.open_array(path)
+    data = array.to_ndarray(roi.intersect(array.roi))
+    return data[..., data.shape[-3] // 2, :, :]
+
+
+def _segment_colours(labels: np.ndarray) -> np.ndarray:
+    """Random but stable colours per id, black for 0."""
+    rgb = (np.random.default_rng(0).random((256, 3)) * 0.8 + 0.2)[labels % 256]
+    rgb[labels == 0] = 0
+    return rgb
+
+
+def plot_slices(panels: list[tuple[str, str, str, str]], out: str | Path) -> None:
+    """One row per (title, raw, prediction, segmentation): the middle section of each."""
+    fig = Figure(figsize=(12, 4 * len(panels)))
+    axes = fig.subplots(len(panels), 3, squeeze=False)
+    for row, (title, raw, prediction, segmentation) in zip(axes, panels, strict=True):
+        roi = arrays.open_array(segmentation).roi
+        affs = np.moveaxis(_middle_slice(prediction, roi)[:3], 0, -1)
+        images = [
+            (_middle_slice(raw, roi), {"cmap": "gray"}),
+            (np.clip(affs, 0, 1), {}),
+            (_segment_colours(_middle_slice(segmentation, roi)), {}),
+        ]
+        names = ("raw", "affinities", "segmentation")
+        for ax, (image, style), name in zip(row, images, names, strict=True):
+            ax.imshow(image, **style)
+            ax.set_title(f"{title}: {name}")
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)

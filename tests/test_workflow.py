@@ -62,7 +62,7 @@ def test_report_contains_the_figures(finished):
     result = snakemake(workdir, "--configfile", str(cfg), "--report", "report.html")
     assert result.returncode == 0, result.stderr[-2000:]
     html = (workdir / "report.html").read_text()
-    for figure in ("loss.png", "scores.png", "thresholds.png"):
+    for figure in ("loss.png", "scores.png", "thresholds.png", "slices.png"):
         assert figure in html
     assert "Validation" in html and "Training" in html
 

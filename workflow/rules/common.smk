@@ -115,6 +115,7 @@ def all_targets() -> list[str]:
             f"results/{name}/report/loss.png",
             f"results/{name}/report/scores.png",
             f"results/{name}/report/thresholds.png",
+            f"results/{name}/report/slices.png",
         ]
     for run, target in APPLY:
         targets.append(f"results/{run}/apply/{target}.zarr/segmentation")

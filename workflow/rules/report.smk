@@ -62,3 +62,30 @@ rule plot_thresholds:
         "../../envs/dacapo-flow.yaml"
     script:
         "../scripts/plot_thresholds.py"
+
+
+rule plot_slices:
+    input:
+        best="results/{run}/best.json",
+        scores=validation_scores,
+        targets=lambda w: [
+            f"results/{w.run}/apply/{t}.zarr/segmentation" for r, t in APPLY if r == w.run
+        ],
+    output:
+        report(
+            "results/{run}/report/slices.png",
+            caption="../report/slices.rst",
+            category="Examples",
+            subcategory="{run}",
+        ),
+    params:
+        criterion=lambda w: run_of(w).run.criterion,
+        validate=lambda w: {n: array(n, "raw") for n in run_of(w).run.datasplit.validate_},
+        apply=lambda w: {t: array(a.input, "raw") for (r, t), a in APPLY.items() if r == w.run},
+    log:
+        "logs/plot_slices/{run}.log",
+    localrule: True
+    conda:
+        "../../envs/dacapo-flow.yaml"
+    script:
+        "../scripts/plot_slices.py"
