@@ -11,6 +11,8 @@ from pathlib import Path
 import daisy
 from funlib.geometry import Coordinate, Roi
 
+from . import arrays
+
 log = logging.getLogger(__name__)
 
 
@@ -35,7 +37,13 @@ class BlockWorker:
             with client.acquire_block() as block:
                 if block is None:
                     return
-                self.process(block)
+                try:
+                    self.process(block)
+                except Exception as e:  # name the block: daisy reports only the last line
+                    where = arrays.format_roi(block.write_roi)
+                    raise BlockwiseError(
+                        f"block {block.block_id[1]} {where}: {type(e).__name__}: {e}"
+                    ) from e
 
 
 def task_id(stage: str, output: str | Path) -> str:

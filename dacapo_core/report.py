@@ -88,6 +88,11 @@ def _segment_colours(labels: np.ndarray) -> np.ndarray:
 
 def plot_slices(panels: list[tuple[str, str, str, str]], out: str | Path) -> None:
     """One row per (title, raw, prediction, segmentation): the middle section of each."""
+    if not panels:  # no apply target, and validation predictions were not kept
+        fig = Figure(figsize=(6, 1))
+        fig.text(0.5, 0.5, "no predictions kept to show", ha="center", va="center")
+        fig.savefig(out, dpi=80)
+        return
     fig = Figure(figsize=(12, 4 * len(panels)))
     axes = fig.subplots(len(panels), 3, squeeze=False)
     for row, (title, raw, prediction, segmentation) in zip(axes, panels, strict=True):

@@ -102,3 +102,25 @@ def test_graph_agglomeration_matches_waterz_on_the_same_fragments(
     ).copy()
     inside = labels > 0
     assert evaluate(np.where(inside, ours, 0), np.where(inside, theirs, 0))["voi"] < tolerance
+
+
+def test_a_block_that_keeps_failing_fails_the_job_naming_it(tmp_path):
+    affs = np.full((3, 16, 16, 16), 0.9, np.float32)
+    path = f"{tmp_path}/c.zarr/affs"
+    array = arrays.prepare_array(
+        path, arrays.parse_roi("[0:64,0:64,0:64]"), (4, 4, 4), np.float32, 3, (8, 8, 8)
+    )
+    array[array.roi] = affs
+    (tmp_path / "c.zarr/affs/0/1/0/0").write_bytes(b"not a compressed chunk")  # z block 1
+    with pytest.raises(postprocess.blockwise.BlockwiseError) as e:
+        postprocess.segment_blockwise(
+            path,
+            f"{tmp_path}/c.zarr/seg",
+            0.5,
+            block_shape=(8, 8, 8),
+            options=FragmentOptions(context=0),  # only that block reads the broken chunk
+        )
+    message = str(e.value)
+    assert "fragments: 1 of 8 blocks failed" in message
+    assert "[32:64,0:32,0:32]" in message  # the block and its ROI
+    assert "\n" not in message
