@@ -9,7 +9,6 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from . import arrays
-from .arrays import read_json
 from .config import CRITERIA
 from .select import load_scores
 
@@ -17,7 +16,7 @@ from .select import load_scores
 def plot_loss(stat_files: Iterable[str | Path], out: str | Path) -> None:
     """Loss per iteration over all training chunks, with a running mean."""
     rows = sorted(
-        (r["iteration"], r["loss"]) for f in stat_files for r in read_json(f)["iterations"]
+        (r["iteration"], r["loss"]) for f in stat_files for r in arrays.read_json(f)["iterations"]
     )
     its, loss = np.array(rows).T
     window = max(1, len(loss) // 50)
@@ -35,7 +34,7 @@ def plot_loss(stat_files: Iterable[str | Path], out: str | Path) -> None:
 def plot_scores(score_files: Iterable[str | Path], best_file: str | Path, out: str | Path) -> None:
     """Each criterion against iteration (best parameters per iteration); selection marked."""
     scores = load_scores(score_files).mean("dataset")
-    best = read_json(best_file)
+    best = arrays.read_json(best_file)
     fig = Figure(figsize=(4 * len(CRITERIA), 3.5))
     axes = fig.subplots(1, len(CRITERIA))
     for ax, (criterion, direction) in zip(axes, sorted(CRITERIA.items()), strict=True):
@@ -55,7 +54,7 @@ def plot_thresholds(
 ) -> None:
     """At the selected iteration: each criterion against threshold, per merge function."""
     scores = load_scores(score_files).mean("dataset")
-    iteration = read_json(best_file)[criterion]["iteration"]
+    iteration = arrays.read_json(best_file)[criterion]["iteration"]
     at_best = scores.sel(iteration=iteration)
     params = scores.attrs["parameter_sets"]
     fig = Figure(figsize=(4 * len(CRITERIA), 3.5))
