@@ -53,6 +53,7 @@ def cmd_segment(args: argparse.Namespace) -> None:
         args.out,
         args.threshold,
         args.merge_function,
+        args.min_size,
         _roi(args.roi),
         args.block_shape,
         args.workers,
@@ -136,6 +137,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--threshold", type=float, required=True)
     s.add_argument("--merge-function", default="mean", help="mean or hist_quant_Q")
+    s.add_argument("--min-size", type=int, default=0, help="merge smaller fragments (voxels) first")
     s.add_argument("--fragments", default="seeded", choices=["seeded", "waterz"])
     s.set_defaults(func=cmd_segment, block_shape=[128, 128, 128])
 

@@ -152,12 +152,18 @@ class WatershedConfig(Strict):
     merge_function: list[Annotated[str, Field(pattern=r"^(mean|hist_quant_[1-9][0-9]?)$")]] = Field(
         default=["mean"], min_length=1, description="mean or hist_quant_Q (Q in 1..99)"
     )
+    min_size: list[Annotated[int, Field(ge=0)]] = Field(
+        default=[0],
+        min_length=1,
+        description="fragments smaller than this (voxels) merge into their best neighbour first",
+    )
 
     def parameter_sets(self) -> list[dict[str, Any]]:
         """Every combination of the grid, in a stable order."""
         return [
-            {"merge_function": m, "threshold": t}
+            {"merge_function": m, "min_size": s, "threshold": t}
             for m in self.merge_function
+            for s in sorted(self.min_size)
             for t in sorted(self.thresholds)
         ]
 

@@ -1,11 +1,13 @@
 """Seamless blockwise watershed: fragments, a region graph, one global agglomeration.
 
-1. ``FragmentWorker``: watershed fragments per block (waterz), ids unique across blocks.
+1. ``FragmentWorker``: watershed fragments per block (seeded, or waterz's), with
+   context, ids unique across blocks.
 2. ``EdgeWorker``: region-graph edges per block, reading one voxel of context on
    the negative faces, so that edges across block faces exist. Each block writes
-   one ``.npz`` file (fragment ids + edges with summed affinities and counts).
-3. ``merge_history``: hierarchical agglomeration of the whole graph by mean
-   affinity, recorded once; any threshold is then a prefix of the history.
+   one ``.npz`` file (fragment ids and sizes, edges with affinity statistics).
+3. ``merge_history``: hierarchical agglomeration of the whole graph (mean or a
+   quantile of affinities, small fragments first), recorded once; any threshold
+   is then a prefix of the history.
 4. ``RelabelWorker``: fragments -> segments through a lookup table, per block.
 
 Because agglomeration is decided once for the whole graph, an object that
@@ -42,9 +44,11 @@ class Graph:
 
     ``stats[e]`` is ``[sum of affinities, count, histogram (BINS)]``: every merge
     function is computed from it, and merging regions just adds rows.
+    ``sizes[i]`` is the voxel count of fragment ``nodes[i]``.
     """
 
     nodes: np.ndarray
+    sizes: np.ndarray
     edges: np.ndarray
     stats: np.ndarray
 
@@ -57,8 +61,10 @@ class Graph:
         unique, inverse = np.unique(edges, axis=0, return_inverse=True)
         stats = np.zeros((len(unique), 2 + BINS))
         np.add.at(stats, inverse.ravel(), np.concatenate([p["stats"] for p in parts]))
-        nodes = np.unique(np.concatenate([p["nodes"] for p in parts]))
-        return cls(nodes, unique.astype(np.uint64), stats)
+        # a fragment crossing block faces is counted in each block: sum its parts
+        nodes, where = np.unique(np.concatenate([p["nodes"] for p in parts]), return_inverse=True)
+        sizes = np.bincount(where.ravel(), np.concatenate([p["sizes"] for p in parts]))
+        return cls(nodes, sizes.astype(np.int64), unique.astype(np.uint64), stats)
 
 
 @dataclass(frozen=True)
@@ -191,36 +197,49 @@ def scoring(merge_function: str) -> Callable[[np.ndarray], float]:
     return quantile
 
 
-def merge_history(graph: Graph, merge_function: str = "mean") -> MergeHistory:
+def merge_history(graph: Graph, merge_function: str = "mean", min_size: int = 0) -> MergeHistory:
     """Agglomerate greedily by ``merge_function`` until no edge is left.
 
     Merging two regions adds their edge statistics to each common neighbour, as
-    waterz's region-graph agglomeration does on a whole volume.
+    waterz's region-graph agglomeration does on a whole volume. A region smaller
+    than ``min_size`` voxels merges first, into its best neighbour, at any
+    threshold (its edges score below 0), so specks never stay segments of their
+    own; being graph-wide, this is seamless across blocks and costs no new fragments.
     """
-    score_of = scoring(merge_function)
+    base = scoring(merge_function)
+    size = dict(zip(graph.nodes.tolist(), graph.sizes.tolist(), strict=True))
+
+    def score_of(u: int, v: int, row: np.ndarray) -> float:
+        return base(row) - (1.0 if min(size[u], size[v]) < min_size else 0.0)
+
     adjacency: dict[int, dict[int, np.ndarray]] = {int(n): {} for n in graph.nodes}
     heap = []
     for (u, v), row in zip(graph.edges.tolist(), graph.stats, strict=True):
         adjacency[u][v] = adjacency[v][u] = row.copy()
-        heap.append((score_of(row), u, v))
+        heap.append((score_of(u, v, row), u, v))
     heapq.heapify(heap)
     merged, into, scores = [], [], []
     while heap:
         score, u, v = heapq.heappop(heap)
         row = adjacency.get(u, {}).get(v)
-        if row is None or score_of(row) != score:
+        if row is None or score_of(u, v, row) != score:
             continue  # stale entry: a region merged or the edge changed since
         if len(adjacency[u]) > len(adjacency[v]):
             u, v = v, u
         del adjacency[v][u]
+        was_small = size[v] < min_size
+        size[v] += size.pop(u)
+        changed = set(adjacency[u]) - {v}
         for n, other in adjacency.pop(u).items():
             if n == v:
                 continue
             del adjacency[n][u]
             joint = adjacency[v].get(n)
-            joint = other if joint is None else joint + other
-            adjacency[v][n] = adjacency[n][v] = joint
-            heapq.heappush(heap, (score_of(joint), min(n, v), max(n, v)))
+            adjacency[v][n] = adjacency[n][v] = other if joint is None else joint + other
+        if was_small and size[v] >= min_size:  # all of v's edges lose their priority
+            changed = set(adjacency[v])
+        for n in changed:
+            heapq.heappush(heap, (score_of(v, n, adjacency[v][n]), min(n, v), max(n, v)))
         merged.append(u)
         into.append(v)
         scores.append(score)
@@ -289,10 +308,11 @@ class EdgeWorker(GraphWorker):
         read = block.write_roi.grow(vs, Coordinate((0,) * vs.dims))
         frags = self.frags_array.to_ndarray(read)
         pairs, stats = edges(frags, self.affs_array.to_ndarray(read))
-        nodes = np.unique(frags[(slice(1, None),) * frags.ndim])
+        nodes, sizes = np.unique(frags[(slice(1, None),) * frags.ndim], return_counts=True)
         name = Path(self.graph_dir) / ("_".join(map(str, self.index(block))) + ".npz")
         tmp = name.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, nodes=nodes[nodes > 0], edges=pairs, stats=stats)
+        inside = nodes > 0
+        np.savez(tmp, nodes=nodes[inside], sizes=sizes[inside], edges=pairs, stats=stats)
         os.replace(tmp, name)
 
 
@@ -396,6 +416,7 @@ def segment_blockwise(
     out_path: str,
     threshold: float,
     merge_function: str = "mean",
+    min_size: int = 0,
     roi: Roi | None = None,
     block_shape: Sequence[int] = (128, 128, 128),
     num_workers: int = 2,
@@ -418,7 +439,7 @@ def segment_blockwise(
     relabel_blockwise(
         frags_path,
         out_path,
-        merge_history(graph, merge_function),
+        merge_history(graph, merge_function, min_size),
         threshold,
         block_shape,
         num_workers,

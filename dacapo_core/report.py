@@ -52,7 +52,8 @@ def plot_scores(score_files: Iterable[str | Path], best_file: str | Path, out: s
 def plot_thresholds(
     score_files: Iterable[str | Path], best_file: str | Path, criterion: str, out: str | Path
 ) -> None:
-    """At the selected iteration: each criterion against threshold, per merge function."""
+    """At the selected iteration: each criterion against threshold, one curve per
+    (merge function, minimal fragment size)."""
     scores = load_scores(score_files).mean("dataset")
     iteration = arrays.read_json(best_file)[criterion]["iteration"]
     at_best = scores.sel(iteration=iteration)
@@ -60,12 +61,12 @@ def plot_thresholds(
     fig = Figure(figsize=(4 * len(CRITERIA), 3.5))
     axes = fig.subplots(1, len(CRITERIA))
     for ax, (name, direction) in zip(axes, sorted(CRITERIA.items()), strict=True):
-        for function in sorted({p["merge_function"] for p in params}):
-            index = [i for i, p in enumerate(params) if p["merge_function"] == function]
+        curves: dict[str, list[int]] = {}
+        for i, p in enumerate(params):
+            curves.setdefault(f"{p['merge_function']}, min size {p['min_size']}", []).append(i)
+        for label, index in curves.items():
             thresholds = [params[i]["threshold"] for i in index]
-            ax.plot(
-                thresholds, at_best.sel(criterion=name).values[index], marker="o", label=function
-            )
+            ax.plot(thresholds, at_best.sel(criterion=name).values[index], marker="o", label=label)
         ax.set(xlabel="threshold", title=f"{name} ({direction} is better), iteration {iteration}")
         ax.legend()
     fig.tight_layout()
@@ -87,7 +88,7 @@ def _segment_colours(labels: np.ndarray) -> np.ndarray:
 
 def plot_slices(panels: list[tuple[str, str, str, str]], out: str | Path) -> None:
     """One row per (title, raw, prediction, segmentation): the middle section of each."""
-    if not panels:  # no apply target, and validation predictions were not kept
+    if not panels:  # nothing predicted to show (yet)
         fig = Figure(figsize=(6, 1))
         fig.text(0.5, 0.5, "no predictions kept to show", ha="center", va="center")
         fig.savefig(out, dpi=80)

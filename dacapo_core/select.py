@@ -71,3 +71,26 @@ def select_best(scores: xr.DataArray) -> dict[str, Any]:
             "direction": direction,
         }
     return best
+
+
+def checkpoint_of(checkpoints: Iterable[str], iteration: int) -> str:
+    """The checkpoint of ``iteration`` among a run's checkpoint files."""
+    matches = [c for c in checkpoints if Path(c).name == f"{iteration}.pt"]
+    if not matches:
+        raise FileNotFoundError(f"no checkpoint for iteration {iteration}")
+    return matches[0]
+
+
+def validation_prediction(run_dir: str | Path, dataset: str, iteration: int) -> Path | None:
+    """Where the prediction of a validated iteration is, if anywhere.
+
+    Beside its scores, unless validation predictions are temporary; then only
+    the selected iterations' are kept, predicted again under ``validation/best/``.
+    """
+    for path in (
+        Path(run_dir) / f"validation/{iteration}/{dataset}.zarr/prediction",
+        Path(run_dir) / f"validation/best/{dataset}/{iteration}.zarr/prediction",
+    ):
+        if path.is_dir():
+            return path
+    return None

@@ -1,8 +1,9 @@
 """Validation of one checkpoint on one dataset: predict once, sweep post-processing.
 
 The prediction uses the same blockwise code as apply. Fragments and the region
-graph are computed once per prediction; each parameter set is then a lookup
-table on the merge history, scored against the GT.
+graph are computed once per prediction, one merge history per (merge function,
+minimal fragment size); each threshold is then a lookup table on a history,
+scored against the GT.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def sweep(
     )
     parameter_sets = post_processor.parameter_sets()
     histories = {
-        f: postprocess.merge_history(graph, f)
-        for f in {p["merge_function"] for p in parameter_sets}
+        key: postprocess.merge_history(graph, *key)
+        for key in {(p["merge_function"], p["min_size"]) for p in parameter_sets}
     }
     frags_array = arrays.open_array(frags_path)
     frags = frags_array.to_ndarray(frags_array.roi)
@@ -54,7 +55,7 @@ def sweep(
     results, best, best_seg = [], None, None
     sign = 1 if CRITERIA[criterion] == "lower" else -1
     for params in parameter_sets:
-        history = histories[params["merge_function"]]
+        history = histories[params["merge_function"], params["min_size"]]
         seg = postprocess.relabel(frags, *history.lookup(params["threshold"]))
         scores = evaluate(seg, gt)
         results.append({"parameters": params, "scores": scores})

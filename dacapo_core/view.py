@@ -16,6 +16,7 @@ import neuroglancer
 import zarr
 
 from . import arrays
+from .select import validation_prediction
 
 AFFINITY_SHADER = """
 void main() {
@@ -73,7 +74,10 @@ def layers(run_dir: Path, target: str | None = None, iteration: int | None = Non
     container = run_dir / "validation" / str(iteration) / f"{dataset}.zarr"
     if not container.is_dir():
         raise arrays.DataError(f"{container}: iteration {iteration} was not validated")
-    return _dataset_arrays(run_json, dataset) + _outputs(container)
+    prediction = validation_prediction(run_dir, dataset, iteration)
+    kept = [Layer("prediction", str(prediction))] if prediction else []
+    outputs = [layer for layer in _outputs(container) if layer.name != "prediction"]
+    return _dataset_arrays(run_json, dataset) + kept + outputs
 
 
 def _volume(path: str) -> neuroglancer.LocalVolume:

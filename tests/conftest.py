@@ -39,6 +39,7 @@ TINY = {
             "post_processor": {
                 "thresholds": [0.3, 0.5, 0.7],
                 "merge_function": ["mean", "hist_quant_50"],
+                "min_size": [0, 20],
             },
         }
     },

@@ -68,6 +68,27 @@ def test_merge_history_thresholds_are_monotonic(volume):
     assert counts[0] <= len(graph.nodes) and counts[-1] >= 1
 
 
+def test_min_size_merges_small_fragments_first_at_any_threshold(volume):
+    root, affs, _ = volume
+    frags_path = f"{root}/v.zarr/frags_min_size"
+    graph = postprocess.fragments_blockwise(
+        affs, frags_path, root / "graph_min_size", block_shape=(20, 32, 32), num_workers=2
+    )
+    frags = arrays.open_array(frags_path).to_ndarray(arrays.open_array(frags_path).roi)
+    nodes, sizes = np.unique(frags[frags > 0], return_counts=True)
+    assert np.array_equal(graph.nodes, nodes) and np.array_equal(graph.sizes, sizes)
+    min_size = int(np.percentile(sizes, 75))
+    plain = postprocess.relabel(frags, *postprocess.merge_history(graph).lookup(0.01))
+    merged = postprocess.relabel(
+        frags, *postprocess.merge_history(graph, "mean", min_size).lookup(0.01)
+    )
+    _, plain_sizes = np.unique(plain[plain > 0], return_counts=True)
+    _, merged_sizes = np.unique(merged[merged > 0], return_counts=True)
+    assert (plain_sizes < min_size).sum() > 10  # at a tiny threshold nothing merges...
+    assert (merged_sizes < min_size).sum() == 0  # ...but specks still join a neighbour
+    assert len(merged_sizes) < len(plain_sizes)
+
+
 @pytest.mark.parametrize(
     ("merge_function", "scoring_function", "tolerance"),
     [
@@ -90,7 +111,8 @@ def test_graph_agglomeration_matches_waterz_on_the_same_fragments(
     frags = postprocess.fragments(affs, FragmentOptions(method="waterz"))
     padded = np.pad(frags, [(1, 0)] * 3)
     pairs, stats = postprocess.edges(padded, np.pad(affs, [(0, 0)] + [(1, 0)] * 3))
-    graph = postprocess.Graph(np.unique(frags[frags > 0]), pairs, stats)
+    nodes, sizes = np.unique(frags[frags > 0], return_counts=True)
+    graph = postprocess.Graph(nodes, sizes, pairs, stats)
     history = postprocess.merge_history(graph, merge_function)
     ours = postprocess.relabel(frags, *history.lookup(0.5))
     theirs = next(

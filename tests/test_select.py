@@ -1,5 +1,8 @@
 """Selection: direction per criterion, ties to the earlier iteration, mean over datasets."""
 
+import pytest
+
+from dacapo_core import select
 from dacapo_core.arrays import write_json
 from dacapo_core.select import load_scores, select_best
 
@@ -62,3 +65,20 @@ def test_datasets_are_averaged(tmp_path):
     assert scores.dims == ("iteration", "parameters", "dataset", "criterion")
     best = select_best(scores)
     assert (best["voi"]["iteration"], best["voi"]["value"]) == (20, 1.5)
+
+
+def test_checkpoint_of_names_a_missing_iteration():
+    files = ["results/r/checkpoints/100.pt", "results/r/checkpoints/1000.pt"]
+    assert select.checkpoint_of(files, 100) == files[0]
+    with pytest.raises(FileNotFoundError, match="iteration 10"):
+        select.checkpoint_of(files, 10)
+
+
+def test_validation_prediction_prefers_the_one_beside_the_scores(tmp_path):
+    assert select.validation_prediction(tmp_path, "val", 20) is None
+    again = tmp_path / "validation/best/val/20.zarr/prediction"
+    again.mkdir(parents=True)
+    assert select.validation_prediction(tmp_path, "val", 20) == again
+    beside = tmp_path / "validation/20/val.zarr/prediction"
+    beside.mkdir(parents=True)
+    assert select.validation_prediction(tmp_path, "val", 20) == beside

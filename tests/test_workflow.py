@@ -39,9 +39,9 @@ def test_full_dag_produces_every_artifact(finished):
         assert [s["iteration"] for s in stats["iterations"]] == list(range(it - 9, it + 1))
         scores = json.loads((run / f"validation/{it}/scores.json").read_text())
         results = scores["datasets"]["val_a"]["results"]
-        assert [
-            (r["parameters"]["merge_function"], r["parameters"]["threshold"]) for r in results
-        ] == [(f, t) for f in ("mean", "hist_quant_50") for t in (0.3, 0.5, 0.7)]
+        assert [tuple(r["parameters"].values()) for r in results] == [
+            (f, s, t) for f in ("mean", "hist_quant_50") for s in (0, 20) for t in (0.3, 0.5, 0.7)
+        ]
     best = json.loads((run / "best.json").read_text())
     assert best["voi"]["iteration"] in (10, 20) and best["voi"]["direction"] == "lower"
     seg = arrays.open_array(run / "apply/test_a.zarr/segmentation")
@@ -64,7 +64,7 @@ def test_report_contains_the_figures(finished):
     html = (workdir / "report.html").read_text()
     for figure in ("loss.png", "scores.png", "thresholds.png", "slices.png"):
         assert figure in html
-    assert "Validation" in html and "Training" in html
+    assert "Validation" in html and "Training" in html and "best.json" in html
 
 
 def test_finished_run_has_nothing_to_do(finished):
@@ -111,7 +111,14 @@ def test_validation_predictions_can_be_dropped_after_scoring(tmp_path, tiny_conf
     assert (validation / "val_a.zarr/segmentation").is_dir() and (
         validation / "scores.json"
     ).is_file()
+    kept = tmp_path / "results/tiny/validation/best/val_a/10.zarr/prediction"  # for viewing
+    seg = arrays.open_array(validation / "val_a.zarr/segmentation")
+    assert arrays.open_array(kept).roi == seg.roi
     assert planned_jobs(snakemake(tmp_path, "-n", "--configfile", str(cfg))) == {}
+    tiny_config["runs"]["tiny"].update(train_until=20)  # a new iteration: the old one stays
+    cfg = write_config(tmp_path, tiny_config)
+    jobs = planned_jobs(snakemake(tmp_path, "-n", "--configfile", str(cfg)))
+    assert jobs["train"] == jobs["validate_predict"] == 1
 
 
 def bad(config: dict, mutate) -> dict:

@@ -99,11 +99,29 @@ def apply_entry(wildcards) -> dconfig.ApplyConfig:
     return APPLY[(wildcards.run, wildcards.target)]
 
 
+def checkpoints_of_run(wildcards) -> list[str]:
+    """All checkpoints of a run: a rule that reads best.json picks one of them."""
+    its = run_of(wildcards).run.iterations()
+    return [f"results/{wildcards.run}/checkpoints/{it}.pt" for it in its]
+
+
 def apply_checkpoints(wildcards) -> list[str]:
     """The checkpoint pinned by the config, or all of them (best.json picks one)."""
     entry = apply_entry(wildcards)
-    its = [entry.iteration] if entry.iteration else run_of(wildcards).run.iterations()
-    return [f"results/{wildcards.run}/checkpoints/{it}.pt" for it in its]
+    if entry.iteration:
+        return [f"results/{wildcards.run}/checkpoints/{entry.iteration}.pt"]
+    return checkpoints_of_run(wildcards)
+
+
+def best_predictions(run: str) -> list[str]:
+    """Predictions kept for viewing when validation predictions are temporary."""
+    if EXPERIMENT.keep_validation_predictions:
+        return []
+    return expand(
+        "results/{run}/validation/best/{dataset}",
+        run=run,
+        dataset=RUNS[run].run.datasplit.validate_,
+    )
 
 
 def all_targets() -> list[str]:
@@ -117,6 +135,7 @@ def all_targets() -> list[str]:
             f"results/{name}/report/thresholds.png",
             f"results/{name}/report/slices.png",
         ]
+        targets += best_predictions(name)
     for run, target in APPLY:
         targets.append(f"results/{run}/apply/{target}.zarr/segmentation")
     return targets

@@ -71,6 +71,7 @@ rule plot_slices:
         targets=lambda w: [
             f"results/{w.run}/apply/{t}.zarr/segmentation" for r, t in APPLY if r == w.run
         ],
+        kept=lambda w: best_predictions(w.run),
     output:
         report(
             "results/{run}/report/slices.png",

@@ -5,12 +5,12 @@ from funlib.geometry import Coordinate
 from dacapo_core import arrays, logs
 from dacapo_core.config import ApplyConfig
 from dacapo_core.predict import predict_blockwise
+from dacapo_core.select import checkpoint_of
 
 logs.to_file(snakemake.log[0])
 entry = ApplyConfig.model_validate(snakemake.params.entry)
 best = arrays.read_json(snakemake.input.best)[snakemake.params.criterion]
-iteration = entry.iteration or best["iteration"]
-checkpoint = next(c for c in snakemake.input.checkpoints if c.endswith(f"/{iteration}.pt"))
+checkpoint = checkpoint_of(snakemake.input.checkpoints, entry.iteration or best["iteration"])
 predict_blockwise(
     checkpoint,
     snakemake.params.raw,

@@ -12,6 +12,7 @@ segment_blockwise(
     snakemake.output.segmentation,
     threshold=entry.threshold or best["parameters"]["threshold"],
     merge_function=best["parameters"]["merge_function"],
+    min_size=best["parameters"]["min_size"],
     block_shape=arrays.open_array(snakemake.input.prediction).data.chunksize[1:],
     num_workers=entry.num_workers,
     frags_path=snakemake.output.fragments,
