@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from funlib.geometry import Coordinate, Roi
 from funlib.persistence import Array, open_ds, prepare_ds
 
 SPATIAL_AXES = ("z", "y", "x")
+#: suffix of a result that is still being written (see staging / publish)
+STAGING_SUFFIX = ".partial"
 
 
 class DataError(ValueError):
@@ -78,9 +81,16 @@ def prepare_array(
     num_channels: int | None = None,
     chunk_shape: Coordinate | None = None,
     attrs: dict[str, Any] | None = None,
+    reuse: bool = False,
 ) -> Array:
-    """Create (or overwrite) an array covering ``roi``; optional leading channel axis."""
+    """Create (or overwrite) an array covering ``roi``; optional leading channel axis.
+
+    With ``reuse``, an existing array whose attributes equal ``attrs`` is kept as
+    it is (its finished blocks are resumed); any other is replaced.
+    """
     container, dataset = split_path(str(path))
+    if reuse and same_attrs(path, attrs or {}):
+        return open_array(path, mode="r+")
     zarr.open_group(container, mode="a")  # funlib writes no root group marker
     voxel_size = Coordinate(voxel_size)
     shape = roi.shape / voxel_size
@@ -103,7 +113,93 @@ def prepare_array(
     )
     if attrs:
         zarr.open(array_path(container, dataset), mode="a").attrs.update(attrs)
+    describe_container(container)
     return array
+
+
+def same_attrs(path: str | Path, attrs: dict[str, Any]) -> bool:
+    """Whether an array exists at ``path`` with these attribute values."""
+    try:
+        existing = dict(zarr.open(str(path), mode="r").attrs)
+    except (FileNotFoundError, ValueError, KeyError, zarr.errors.PathNotFoundError):
+        return False
+    return all(existing.get(k) == json.loads(json.dumps(v)) for k, v in attrs.items())
+
+
+def describe_container(container: str | Path) -> None:
+    """OME-NGFF 0.4 ``multiscales`` on the container, one entry per finished array.
+
+    funlib's attributes stay on each array; this adds the standard description
+    (axes, units, voxel size and offset as scale and translation) so that
+    OME-NGFF readers (napari, Fiji, neuroglancer) place every array right.
+    Staged (unfinished) arrays are left out.
+    """
+    names = _array_names(Path(container))
+    zarr.open_group(str(container), mode="a").attrs["multiscales"] = [
+        _multiscale(name, open_array(array_path(container, name)))
+        for name in names
+        if STAGING_SUFFIX not in name
+    ]
+
+
+def _array_names(container: Path) -> list[str]:
+    """Datasets of a container, without walking into arrays (their chunks)."""
+    names = []
+    for folder, subfolders, files in os.walk(container):
+        if ".zarray" in files:
+            names.append(str(Path(folder).relative_to(container)))
+            subfolders.clear()
+    return sorted(names)
+
+
+def _multiscale(name: str, array: Array) -> dict[str, Any]:
+    spatial = array.voxel_size.dims
+    axes = [{"name": a, "type": "space", "unit": "nanometer"} for a in SPATIAL_AXES[-spatial:]]
+    scale, translation = list(array.voxel_size), list(array.offset)
+    if len(array.shape) > spatial:
+        axes = [{"name": "c", "type": "channel"}, *axes]
+        scale, translation = [1, *scale], [0, *translation]
+    transforms = [
+        {"type": "scale", "scale": scale},
+        {"type": "translation", "translation": translation},
+    ]
+    dataset = {"path": name, "coordinateTransformations": transforms}
+    return {"version": "0.4", "name": name, "axes": axes, "datasets": [dataset]}
+
+
+def staging(path: str | Path) -> str:
+    """Where a result is written until it is complete."""
+    return f"{path}{STAGING_SUFFIX}"
+
+
+def publish(path: str | Path) -> None:
+    """Give a finished staged result its final name (replacing an older one)."""
+    final = Path(path)
+    if final.exists():
+        shutil.rmtree(final)
+    os.rename(staging(path), final)
+    if re.search(r"\.(zarr|n5)/", str(final)):
+        describe_container(split_path(str(final))[0])
+
+
+def affinity_scale(path: str | Path) -> float:
+    """Affinity per stored unit of a prediction (1 for float32, 1/255 for uint8)."""
+    return float(zarr.open(str(path), mode="r").attrs.get("scale", 1.0))
+
+
+def read_affinities(array: Array, path: str | Path, roi: Roi) -> np.ndarray:
+    """Affinities in [0, 1] as float32, whatever dtype the prediction is stored in."""
+    data = array.to_ndarray(roi)
+    return data if data.dtype == np.float32 else data.astype(np.float32) * affinity_scale(path)
+
+
+def fingerprint(path: str | Path) -> str:
+    """Size and modification time of a file, or of an array's metadata: an input
+    that was rewritten since a partial result was started changes it."""
+    path = Path(path)
+    meta = path / ".zarray" if path.is_dir() else path
+    stat = meta.stat()
+    return f"{stat.st_size}-{stat.st_mtime_ns}"
 
 
 def write_numpy(

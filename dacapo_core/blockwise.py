@@ -1,10 +1,17 @@
-"""Running a daisy task honestly: scheduler on loopback, failed blocks fail loudly."""
+"""Running a daisy task honestly: scheduler on loopback, failed blocks fail loudly,
+finished blocks tracked so that a killed job, rerun, does only the rest.
+
+A stage writes into a staged output (``arrays.staging``) that carries daisy's
+block tracking; ``publish`` drops the tracking and gives the result its final
+name, so nothing unfinished ever looks complete.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,9 +53,20 @@ class BlockWorker:
                     ) from e
 
 
+#: folder inside a staged output where daisy records finished blocks
+TRACKING = ".daisy"
+
+
 def task_id(stage: str, output: str | Path) -> str:
     """A stable task id (no timestamp), so block tracking can resume a killed job."""
     return f"{stage}_" + re.sub(r"[^A-Za-z0-9]+", "_", str(output)).strip("_")
+
+
+def publish(*paths: str | Path) -> None:
+    """Finished: drop the block tracking of each staged output, then rename it."""
+    for path in paths:
+        shutil.rmtree(Path(arrays.staging(path)) / TRACKING, ignore_errors=True)
+        arrays.publish(path)
 
 
 def block_shape_multiple(block_shape: Coordinate, unit: Coordinate) -> Coordinate:
@@ -68,7 +86,9 @@ def run(
 ) -> None:
     """Run ``worker`` (a 0-argument function with its own daisy.Client loop) over blocks.
 
-    Raises BlockwiseError naming the task and the first worker error if any block
+    Blocks finished by an earlier, killed run of the same stage into the same
+    ``output`` (tracked in ``output/.daisy/stage``) are skipped. Raises
+    BlockwiseError naming the task and the first worker error if any block
     failed permanently: daisy itself only reports it in the returned states.
     """
     if log_dir is not None:
@@ -83,6 +103,7 @@ def run(
         fit="shrink",
         max_workers=num_workers,
         max_retries=2,
+        tracking_path=str(Path(output) / TRACKING / stage),
     )
     host = os.environ.get("DAISY_HOST", "127.0.0.1")  # never all interfaces by default
     states = daisy.run_blockwise([task], host=host, return_states=True, summary=False)

@@ -41,6 +41,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         args.workers,
         Coordinate(args.block_shape) if args.block_shape else None,
         args.device,
+        dtype=args.dtype,
     )
 
 
@@ -130,6 +131,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--input", required=True, help="raw: CONTAINER.zarr/DATASET")
     s.add_argument("--out", required=True, help="CONTAINER.zarr/DATASET")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument(
+        "--dtype", default="float32", choices=["float32", "uint8"], help="uint8: steps of 1/255"
+    )
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("segment", parents=[blockwise], help="seamless blockwise watershed")

@@ -178,6 +178,11 @@ class RunConfig(Strict):
     validation_interval: int = Field(500, gt=0)
     post_processor: WatershedConfig = WatershedConfig()
     criterion: str = "voi"
+    prediction_dtype: Literal["float32", "uint8"] = Field(
+        "float32",
+        description="how validation and apply store affinities (uint8: a quarter of the disk, "
+        "steps of 1/255); one policy for both, so tuned thresholds mean the same",
+    )
 
     @field_validator("criterion")
     @classmethod

@@ -17,9 +17,11 @@ table each instead of a new segmentation.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import os
 import re
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -289,7 +291,7 @@ class FragmentWorker(GraphWorker):
         vs = self.affs_array.voxel_size
         context = vs * self.options.context
         read = block.write_roi.grow(context, context).intersect(self.affs_array.roi)
-        local = fragments(self.affs_array.to_ndarray(read), self.options)
+        local = fragments(arrays.read_affinities(self.affs_array, self.affs, read), self.options)
         crop = local[((block.write_roi - read.offset) / vs).to_slices()]
         ids, inverse = np.unique(crop, return_inverse=True)
         # local representative index -> index in the whole affinity volume
@@ -307,7 +309,7 @@ class EdgeWorker(GraphWorker):
         vs = self.frags_array.voxel_size
         read = block.write_roi.grow(vs, Coordinate((0,) * vs.dims))
         frags = self.frags_array.to_ndarray(read)
-        pairs, stats = edges(frags, self.affs_array.to_ndarray(read))
+        pairs, stats = edges(frags, arrays.read_affinities(self.affs_array, self.affs, read))
         nodes, sizes = np.unique(frags[(slice(1, None),) * frags.ndim], return_counts=True)
         name = Path(self.graph_dir) / ("_".join(map(str, self.index(block))) + ".npz")
         tmp = name.with_suffix(f".{os.getpid()}.tmp.npz")
@@ -351,13 +353,27 @@ def fragments_blockwise(
     log_dir: str | Path | None = None,
     options: FragmentOptions | None = None,
 ) -> Graph:
-    """Stages 1 and 2: fragments into ``frags_path``, region graph into ``graph_dir``."""
+    """Stages 1 and 2: fragments into ``frags_path``, region graph into ``graph_dir``.
+
+    Fragments and graph left by a killed run on the same affinities with the
+    same geometry and options are resumed; anything else starts afresh.
+    """
+    options = options or FragmentOptions()
     roi, block = _grid(affs_path, roi, block_shape)
     vs = arrays.open_array(affs_path).voxel_size
-    arrays.prepare_array(frags_path, roi, vs, np.uint64, chunk_shape=block / vs)
+    job = {
+        "affinities": affs_path,
+        "affinities_version": arrays.fingerprint(affs_path),
+        "roi": arrays.format_roi(roi),
+        "block": list(block),
+        "fragments": options.model_dump(mode="json"),
+    }
+    if not arrays.same_attrs(frags_path, job):
+        shutil.rmtree(graph_dir, ignore_errors=True)
+    arrays.prepare_array(
+        frags_path, roi, vs, np.uint64, chunk_shape=block / vs, attrs=job, reuse=True
+    )
     Path(graph_dir).mkdir(parents=True, exist_ok=True)
-    for stale in Path(graph_dir).glob("*.npz"):
-        stale.unlink()
     zero = Coordinate((0,) * vs.dims)
     for stage, worker_cls, context in (
         ("fragments", FragmentWorker, zero),
@@ -369,9 +385,7 @@ def fragments_blockwise(
             total_roi=roi.grow(context, zero),
             read_roi=Roi(zero, block).grow(context, zero),
             write_roi=Roi(zero, block),
-            worker=worker_cls(
-                affs_path, frags_path, str(graph_dir), roi, block, options or FragmentOptions()
-            ),
+            worker=worker_cls(affs_path, frags_path, str(graph_dir), roi, block, options),
             num_workers=num_workers,
             log_dir=log_dir,
         )
@@ -387,16 +401,22 @@ def relabel_blockwise(
     num_workers: int = 2,
     log_dir: str | Path | None = None,
 ) -> None:
-    """Stage 4: write the segmentation at ``threshold``."""
+    """Stage 4: write the segmentation at ``threshold`` (resuming a killed run's)."""
     frags = arrays.open_array(frags_path)
     vs = frags.voxel_size
     block = Coordinate(block_shape) * vs
     nodes, segments = history.lookup(threshold)
-    table = Path(f"{out_path}.lookup.npz")
-    np.savez(table, nodes=nodes, segments=segments)
+    job = {
+        "fragments_version": arrays.fingerprint(frags_path),
+        "threshold": threshold,
+        "lookup": hashlib.sha1(nodes.tobytes() + segments.tobytes()).hexdigest(),
+    }
     arrays.prepare_array(
-        out_path, frags.roi, vs, np.uint64, chunk_shape=block / vs, attrs={"threshold": threshold}
+        out_path, frags.roi, vs, np.uint64, chunk_shape=block / vs, attrs=job, reuse=True
     )
+    table = Path(out_path) / blockwise.TRACKING / "lookup.npz"
+    table.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(table, nodes=nodes, segments=segments)
     zero = Coordinate((0,) * vs.dims)
     blockwise.run(
         "relabel",
@@ -408,7 +428,6 @@ def relabel_blockwise(
         num_workers=num_workers,
         log_dir=log_dir,
     )
-    table.unlink()
 
 
 def segment_blockwise(
@@ -428,20 +447,24 @@ def segment_blockwise(
     """Affinities -> seamless segmentation; fragments and graph are kept beside it.
 
     By default fragments go to ``{out}_fragments`` in the same container and the
-    graph to ``{container stem}.{dataset}.graph`` next to the container.
+    graph to ``{container stem}.{dataset}.graph`` next to the container. All
+    three are staged and renamed together at the end; rerun after a kill, each
+    stage does only the blocks it had not finished.
     """
     container, dataset = arrays.split_path(out_path)
     frags_path = frags_path or arrays.array_path(container, f"{dataset}_fragments")
     graph_dir = graph_dir or Path(container).parent / f"{Path(container).stem}.{dataset}.graph"
+    staged = [arrays.staging(p) for p in (frags_path, graph_dir, out_path)]
     graph = fragments_blockwise(
-        affs_path, frags_path, graph_dir, roi, block_shape, num_workers, log_dir, options
+        affs_path, staged[0], staged[1], roi, block_shape, num_workers, log_dir, options
     )
     relabel_blockwise(
-        frags_path,
-        out_path,
+        staged[0],
+        staged[2],
         merge_history(graph, merge_function, min_size),
         threshold,
         block_shape,
         num_workers,
         log_dir,
     )
+    blockwise.publish(frags_path, graph_dir, out_path)

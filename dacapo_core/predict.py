@@ -98,10 +98,14 @@ class PredictWorker(blockwise.BlockWorker):
         self.predictor = Predictor.load(self.checkpoint, self.device)
         self.raw_array = arrays.open_array(self.raw)
         self.out_array = arrays.open_array(self.out, mode="r+")
+        self.scale = arrays.affinity_scale(self.out)
 
     def process(self, block: daisy.Block) -> None:
         roi = block.write_roi
-        self.out_array[roi] = self.predictor.predict(self.raw_array, roi)
+        affinities = self.predictor.predict(self.raw_array, roi)
+        if self.out_array.dtype == np.uint8:
+            affinities = np.round(np.clip(affinities, 0, 1) / self.scale)
+        self.out_array[roi] = affinities.astype(self.out_array.dtype)
 
 
 def target_roi(raw: Array, roi: Roi | None) -> Roi:
@@ -116,6 +120,10 @@ def target_roi(raw: Array, roi: Roi | None) -> Roi:
     return snapped
 
 
+#: how affinities in [0, 1] are stored: dtype -> scale (affinity = stored value * scale)
+SCALES = {"float32": 1.0, "uint8": 1 / 255}
+
+
 def predict_blockwise(
     checkpoint: str | Path,
     raw_path: str,
@@ -125,8 +133,14 @@ def predict_blockwise(
     block_shape: Coordinate | None = None,
     device: str = "auto",
     log_dir: str | Path | None = None,
+    dtype: str = "float32",
 ) -> Array:
-    """Predict ``roi`` of ``raw_path`` into ``out_path`` (float32 affinities in [0, 1])."""
+    """Predict ``roi`` of ``raw_path`` into ``out_path``: affinities as float32, or as
+    uint8 (a quarter of the disk; the scale is in the array's attributes).
+
+    The array is written under a staged name and renamed once every block is
+    done; rerun after a kill, only the unfinished blocks are predicted.
+    """
     predictor = Predictor.load(checkpoint, "cpu")
     raw = arrays.open_array(raw_path)
     vs = raw.voxel_size
@@ -134,23 +148,35 @@ def predict_blockwise(
     block = block_shape or predictor.output_shape * 4
     block = blockwise.block_shape_multiple(Coordinate(block), predictor.output_shape) * vs
     context = predictor.context(vs)
+    staged = arrays.staging(out_path)
+    job = {
+        "checkpoint": str(checkpoint),
+        "checkpoint_version": arrays.fingerprint(checkpoint),
+        "raw": raw_path,
+        "raw_version": arrays.fingerprint(raw_path),
+        "roi": arrays.format_roi(roi),
+        "block": list(block),
+        "scale": SCALES[dtype],
+    }
     arrays.prepare_array(
-        out_path,
+        staged,
         roi,
         vs,
-        np.float32,
+        np.dtype(dtype),
         num_channels=predictor.channels,
         chunk_shape=block / vs,
-        attrs={"checkpoint": str(checkpoint), "raw": raw_path, "scale": 1.0},
+        attrs=job,
+        reuse=True,
     )
     blockwise.run(
         "predict",
-        out_path,
+        staged,
         total_roi=roi.grow(context, context),
         read_roi=Roi((0,) * vs.dims, block).grow(context, context),
         write_roi=Roi((0,) * vs.dims, block),
-        worker=PredictWorker(str(checkpoint), raw_path, out_path, device),
+        worker=PredictWorker(str(checkpoint), raw_path, staged, device),
         num_workers=num_workers,
         log_dir=log_dir,
     )
+    blockwise.publish(out_path)
     return arrays.open_array(out_path)

@@ -90,7 +90,7 @@ def plot_slices(panels: list[tuple[str, str, str, str]], out: str | Path) -> Non
     """One row per (title, raw, prediction, segmentation): the middle section of each."""
     if not panels:  # nothing predicted to show (yet)
         fig = Figure(figsize=(6, 1))
-        fig.text(0.5, 0.5, "no predictions kept to show", ha="center", va="center")
+        fig.text(0.5, 0.5, "no predictions to show", ha="center", va="center")
         fig.savefig(out, dpi=80)
         return
     fig = Figure(figsize=(12, 4 * len(panels)))
@@ -98,6 +98,7 @@ def plot_slices(panels: list[tuple[str, str, str, str]], out: str | Path) -> Non
     for row, (title, raw, prediction, segmentation) in zip(axes, panels, strict=True):
         roi = arrays.open_array(segmentation).roi
         affs = np.moveaxis(_middle_slice(prediction, roi)[:3], 0, -1)
+        affs = affs * arrays.affinity_scale(prediction)  # uint8 predictions store 255ths
         images = [
             (_middle_slice(raw, roi), {"cmap": "gray"}),
             (np.clip(affs, 0, 1), {}),

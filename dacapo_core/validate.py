@@ -14,7 +14,7 @@ from typing import Any
 
 from funlib.geometry import Coordinate
 
-from . import arrays, postprocess
+from . import arrays, blockwise, postprocess
 from .config import CRITERIA, WatershedConfig
 from .evaluate import evaluate
 
@@ -35,14 +35,15 @@ def sweep(
     t0 = time.perf_counter()
     graph = postprocess.fragments_blockwise(
         prediction,
-        frags_path,
-        graph_dir,
+        arrays.staging(frags_path),
+        arrays.staging(graph_dir),
         None,
         block_shape,
         num_workers,
         log_dir,
         post_processor.fragments,
     )
+    blockwise.publish(frags_path, graph_dir)
     parameter_sets = post_processor.parameter_sets()
     histories = {
         key: postprocess.merge_history(graph, *key)

@@ -10,6 +10,7 @@ rule predict:
     output:
         directory("results/{run}/apply/{target}.zarr/prediction"),
     params:
+        dtype=lambda w: run_of(w).run.prediction_dtype,
         entry=lambda w: apply_entry(w).model_dump(mode="json"),
         raw=lambda w: array(apply_entry(w).input, "raw"),
         criterion=lambda w: run_of(w).run.criterion,

@@ -30,6 +30,7 @@ rule best_predictions:
     output:
         directory("results/{run}/validation/best/{dataset}"),
     params:
+        dtype=lambda w: run_of(w).run.prediction_dtype,
         raw=lambda w: array(w.dataset, "raw"),
         gt=lambda w: array(w.dataset, "gt"),
     log:

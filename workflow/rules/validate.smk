@@ -9,6 +9,7 @@ rule validate_predict:
     output:
         keep_or_temp(directory("results/{run}/validation/{it}/{dataset}.zarr/prediction")),
     params:
+        dtype=lambda w: run_of(w).run.prediction_dtype,
         raw=lambda w: array(w.dataset, "raw"),
         gt=lambda w: array(w.dataset, "gt"),
     log:

@@ -17,4 +17,5 @@ for iteration in sorted({choice["iteration"] for choice in best.values()}):
         roi=arrays.open_array(snakemake.params.gt).roi,
         num_workers=snakemake.threads,
         log_dir=f"{snakemake.log[0]}.workers",
+        dtype=snakemake.params.dtype,
     )

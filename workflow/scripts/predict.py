@@ -19,4 +19,5 @@ predict_blockwise(
     num_workers=entry.num_workers,
     block_shape=Coordinate(entry.block_shape),
     log_dir=f"{snakemake.log[0]}.workers",
+    dtype=snakemake.params.dtype,
 )

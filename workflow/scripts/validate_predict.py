@@ -11,4 +11,5 @@ predict_blockwise(
     roi=arrays.open_array(snakemake.params.gt).roi,
     num_workers=snakemake.threads,
     log_dir=f"{snakemake.log[0]}.workers",
+    dtype=snakemake.params.dtype,
 )
