@@ -7,6 +7,7 @@ config works. The models are the single source of truth: the JSON schema under
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -104,21 +105,74 @@ class ElasticAugment(Strict):
 
 
 class IntensityAugment(Strict):
+    """raw * scale + shift, each drawn uniformly from its range."""
+
     type: Literal["intensity"] = "intensity"
     scale: tuple[float, float] = (0.9, 1.1)
     shift: tuple[float, float] = (-0.1, 0.1)
 
 
-Augment = Annotated[SimpleAugment | ElasticAugment | IntensityAugment, Field(discriminator="type")]
+class GammaAugment(Strict):
+    """raw ** gamma (raw in [0, 1]), gamma drawn uniformly from ``gamma``."""
+
+    type: Literal["gamma"] = "gamma"
+    gamma: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] = (0.75, 1.33)
+
+
+class NoiseAugment(Strict):
+    """Additive Gaussian noise of variance ``var`` on raw in [0, 1], with probability ``p``."""
+
+    type: Literal["noise"] = "noise"
+    var: float = Field(0.001, gt=0)
+    p: float = Field(0.5, ge=0, le=1)
+
+
+class DefectAugment(Strict):
+    """Anisotropic EM: whole sections along ``axis`` missing (zero) or of low contrast."""
+
+    type: Literal["defect"] = "defect"
+    prob_missing: float = Field(0.05, ge=0, le=1)
+    prob_low_contrast: float = Field(0.05, ge=0, le=1)
+    contrast_scale: float = Field(0.1, ge=0, le=1)
+    axis: int = Field(0, ge=0, le=2)
+
+
+Augment = Annotated[
+    SimpleAugment | ElasticAugment | IntensityAugment | GammaAugment | NoiseAugment | DefectAugment,
+    Field(discriminator="type"),
+]
 
 
 class TrainerConfig(Strict):
     batch_size: int = Field(1, gt=0)
+    optimizer: Literal["adam", "adamw", "radam"] = "adam"
     learning_rate: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup: int = Field(0, ge=0, description="iterations of linear learning-rate warm-up")
+    decay: Literal["none", "cosine", "linear"] = Field(
+        "none", description="learning-rate decay after warm-up, to 0 at decay_iterations"
+    )
+    decay_iterations: int = Field(
+        100000,
+        gt=0,
+        description="horizon of the decay (not train_until: raising it must not change "
+        "the iterations already trained)",
+    )
     min_masked: float = Field(0.1, ge=0, le=1)
     snapshot_interval: int = Field(1000, gt=0)
     augments: list[Augment] = Field(default_factory=lambda: [SimpleAugment(), IntensityAugment()])
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def learning_rate_factor(self, iteration: int) -> float:
+        """Multiplier of ``learning_rate`` at ``iteration`` (0-based steps taken)."""
+        if iteration < self.warmup:
+            return (iteration + 1) / self.warmup
+        progress = min(1.0, (iteration - self.warmup) / max(1, self.decay_iterations - self.warmup))
+        if self.decay == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        if self.decay == "linear":
+            return 1.0 - progress
+        return 1.0
 
 
 class FragmentOptions(Strict):

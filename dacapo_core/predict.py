@@ -9,6 +9,7 @@ with zeros only where the data itself ends.
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,13 +28,21 @@ from .train import intensity_scale, load_checkpoint, resolve_device
 
 @dataclass
 class Predictor:
-    """A trained network with its window geometry (voxels)."""
+    """A trained network with its window geometry (voxels).
+
+    ``input_shape``/``output_shape`` is the smallest prediction window; any
+    window ``step`` voxels larger per axis is valid too. Windows start on a grid
+    of ``step`` anchored at the raw data's origin: a valid-convolution UNet then
+    gives every voxel the same value whichever window (block, ROI) computed it.
+    """
 
     model: UNet
     input_shape: Coordinate
     output_shape: Coordinate
+    step: Coordinate
     channels: int
     device: torch.device
+    max_input_voxels: int = 200**3
 
     @classmethod
     def load(cls, checkpoint: str | Path, device: str = "auto") -> Predictor:
@@ -45,43 +54,55 @@ class Predictor:
         dev = resolve_device(device)
         model.to(dev).eval()
         shape = eval_input_shape(arch)
-        return cls(model, shape, output_shape(arch, shape), num_channels(task), dev)
+        step = Coordinate(np.prod(arch.downsample_factors, axis=0).astype(int).tolist())
+        return cls(model, shape, output_shape(arch, shape), step, num_channels(task), dev)
 
     def context(self, voxel_size: Coordinate) -> Coordinate:
         """World-unit margin a prediction of ROI r needs around r."""
         return (self.input_shape - self.output_shape) / 2 * voxel_size
 
-    def windows(self, roi: Roi, voxel_size: Coordinate) -> list[Roi]:
-        """Output windows covering ``roi``; the last one per axis is shifted back inside."""
-        size = self.output_shape * voxel_size
-        starts = []
-        for begin, end, step in zip(roi.begin, roi.end, size, strict=True):
-            axis = list(range(begin, max(begin, end - step) + 1, step))
-            if axis[-1] + step < end:
-                axis.append(end - step)
-            starts.append(axis)
-        return [Roi(s, size) for s in itertools.product(*starts)]
+    def window(self, shape: Coordinate) -> Coordinate:
+        """Output voxels of the largest window that fits ``shape`` (at least the
+        smallest window) and whose input stays under ``max_input_voxels``."""
+        sizes = zip(shape, self.output_shape, self.step, strict=True)
+        window = Coordinate(o + max(0, (s - o) // p) * p for s, o, p in sizes)
+        context = self.input_shape - self.output_shape
+        while np.prod(window + context) > self.max_input_voxels and window != self.output_shape:
+            axis = int(np.argmax(window - self.output_shape))  # shrink the most grown axis
+            window -= self.step * Coordinate(int(i == axis) for i in range(window.dims))
+        return window
 
-    def predict(self, raw: Array, roi: Roi, windows_per_batch: int = 4) -> np.ndarray:
-        """Affinities (C, *roi voxels) for ``roi``, computed in windows."""
+    def windows(self, roi: Roi, raw: Roi, voxel_size: Coordinate) -> list[Roi]:
+        """Output windows covering ``roi``, on the grid anchored at ``raw.begin``."""
+        window = self.window(roi.shape / voxel_size)
+        stride = (window // self.step) * self.step * voxel_size
+        starts = []
+        for begin, end, origin, grid, step in zip(
+            roi.begin, roi.end, raw.begin, self.step * voxel_size, stride, strict=True
+        ):
+            first = origin + (begin - origin) // grid * grid
+            starts.append(range(first, end, step))
+        return [Roi(s, window * voxel_size) for s in itertools.product(*starts)]
+
+    def predict(self, raw: Array, roi: Roi) -> np.ndarray:
+        """Affinities (C, *roi voxels) for ``roi``, computed in as few windows as fit.
+
+        Raw is read once for all windows; outside the raw data it is zero.
+        """
         vs = raw.voxel_size
         context = self.context(vs)
-        windows = self.windows(roi, vs)
+        windows = self.windows(roi, raw.roi, vs)
         covered = windows[0].union(windows[-1])
-        data = raw.to_ndarray(covered.grow(context, context)).astype(np.float32)
+        data = raw.to_ndarray(covered.grow(context, context), fill_value=0).astype(np.float32)
         data *= intensity_scale(raw.dtype)
         result = np.zeros((self.channels, *(covered.shape / vs)), dtype=np.float32)
         origin = covered.begin - context
-        for i in range(0, len(windows), windows_per_batch):
-            batch = windows[i : i + windows_per_batch]
-            inputs = np.stack(
-                [data[((w.grow(context, context) - origin) / vs).to_slices()] for w in batch]
-            )
+        for window in windows:
+            inputs = data[((window.grow(context, context) - origin) / vs).to_slices()]
             with torch.no_grad():
-                x = torch.from_numpy(inputs[:, None]).to(self.device)
-                out = self.model(x).cpu().numpy()
-            for w, o in zip(batch, out, strict=True):
-                result[(slice(None), *((w - covered.begin) / vs).to_slices())] = o
+                x = torch.from_numpy(np.ascontiguousarray(inputs)[None, None]).to(self.device)
+                out = self.model(x)[0].cpu().numpy()
+            result[(slice(None), *((window - covered.begin) / vs).to_slices())] = out
         return result[(slice(None), *((roi - covered.begin) / vs).to_slices())]
 
 
@@ -93,8 +114,10 @@ class PredictWorker(blockwise.BlockWorker):
     raw: str
     out: str
     device: str = "auto"
+    threads: int = 1
 
     def setup(self) -> None:
+        torch.set_num_threads(self.threads)  # workers share the job's cores, not oversubscribe
         self.predictor = Predictor.load(self.checkpoint, self.device)
         self.raw_array = arrays.open_array(self.raw)
         self.out_array = arrays.open_array(self.out, mode="r+")
@@ -145,9 +168,11 @@ def predict_blockwise(
     raw = arrays.open_array(raw_path)
     vs = raw.voxel_size
     roi = target_roi(raw, roi)
-    block = block_shape or predictor.output_shape * 4
-    block = blockwise.block_shape_multiple(Coordinate(block), predictor.output_shape) * vs
+    if block_shape is None:  # one window per block: a whole number of grid steps
+        block_shape = predictor.window(roi.shape / vs) // predictor.step * predictor.step
+    block = Coordinate(block_shape) * vs
     context = predictor.context(vs)
+    threads = max(1, len(os.sched_getaffinity(0)) // num_workers)  # the job's cores (SLURM)
     staged = arrays.staging(out_path)
     job = {
         "checkpoint": str(checkpoint),
@@ -174,7 +199,7 @@ def predict_blockwise(
         total_roi=roi.grow(context, context),
         read_roi=Roi((0,) * vs.dims, block).grow(context, context),
         write_roi=Roi((0,) * vs.dims, block),
-        worker=PredictWorker(str(checkpoint), raw_path, staged, device),
+        worker=PredictWorker(str(checkpoint), raw_path, staged, device, threads),
         num_workers=num_workers,
         log_dir=log_dir,
     )

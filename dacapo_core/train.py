@@ -23,13 +23,8 @@ from funlib.persistence import Array
 from tqdm import tqdm
 
 from . import arrays
-from .config import (
-    DatasetConfig,
-    ElasticAugment,
-    IntensityAugment,
-    ResolvedRun,
-    SimpleAugment,
-)
+from .augment import node as augment_node
+from .config import DatasetConfig, ResolvedRun, TrainerConfig
 from .model import UNet, output_shape
 from .task import BalanceAffinities, gunpowder_neighborhood, loss, num_channels
 
@@ -86,26 +81,6 @@ def _source(dataset: DatasetConfig, min_masked: float) -> gp.Pipeline:
     )
 
 
-def _augment(augment: Any, voxel_size: Coordinate) -> gp.BatchFilter:
-    if isinstance(augment, SimpleAugment):
-        dims = voxel_size.dims
-        return gp.SimpleAugment(
-            mirror_probs=[0.5 * augment.mirror] * dims,
-            transpose_probs=[0.5 * augment.transpose] * dims,
-        )
-    if isinstance(augment, ElasticAugment):
-        return gp.DeformAugment(
-            control_point_spacing=Coordinate(augment.control_point_spacing) * voxel_size,
-            jitter_sigma=[s * v for s, v in zip(augment.jitter_sigma, voxel_size, strict=True)],
-            rotate=augment.rotate,
-            subsample=augment.subsample,
-            spatial_dims=voxel_size.dims,
-        )
-    if isinstance(augment, IntensityAugment):
-        return gp.IntensityAugment(KEYS.raw, *augment.scale, *augment.shift)
-    raise TypeError(f"unknown augment {augment!r}")
-
-
 def training_voxel_size(resolved: ResolvedRun, datasets: dict[str, DatasetConfig]) -> Coordinate:
     """The voxel size of the (first) training raw: shapes in voxels become world units."""
     first = datasets[resolved.run.datasplit.train[0]]
@@ -121,7 +96,7 @@ def build_pipeline(
     sources = tuple(_source(datasets[name], run.trainer.min_masked) for name in split.train)
     pipeline = sources + gp.RandomProvider(probabilities=split.train_weights)
     for augment in run.trainer.augments:
-        pipeline += _augment(augment, voxel_size)
+        pipeline += augment_node(augment, KEYS.raw, voxel_size)
     pipeline += gp.AddAffinities(
         gunpowder_neighborhood(run.task),
         labels=KEYS.gt,
@@ -157,6 +132,14 @@ def batch_seed(seed: int, iteration: int) -> int:
 def new_model(resolved: ResolvedRun) -> UNet:
     torch.manual_seed(resolved.seed)
     return UNet(resolved.run.architecture, 1, num_channels(resolved.run.task))
+
+
+def new_optimizer(trainer: TrainerConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The configured optimizer; its learning rate is then scaled by the schedule."""
+    kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "radam": torch.optim.RAdam}
+    return kinds[trainer.optimizer](
+        model.parameters(), lr=trainer.learning_rate, weight_decay=trainer.weight_decay
+    )
 
 
 def model_config(resolved: ResolvedRun) -> dict[str, Any]:
@@ -212,12 +195,14 @@ def train(
     run = resolved.run
     device = resolve_device(run.trainer.device)
     model = new_model(resolved).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=run.trainer.learning_rate)
+    optimizer = new_optimizer(run.trainer, model)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, run.trainer.learning_rate_factor)
     start = 0
     if start_checkpoint is not None:
         state = load_checkpoint(start_checkpoint)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
         start = int(state["iteration"])
         torch.set_rng_state(state["torch_rng"])
     voxel_size = training_voxel_size(resolved, datasets)
@@ -238,8 +223,15 @@ def train(
             value = loss(prediction, tensors[1], tensors[2])
             value.backward()
             optimizer.step()
+            rate = scheduler.get_last_lr()[0]
+            scheduler.step()
             stats.append(
-                {"iteration": it, "loss": value.item(), "seconds": time.perf_counter() - t0}
+                {
+                    "iteration": it,
+                    "loss": value.item(),
+                    "learning_rate": rate,
+                    "seconds": time.perf_counter() - t0,
+                }
             )
             if snapshot_dir is not None and it % run.trainer.snapshot_interval == 0:
                 pred = prediction.detach().cpu().numpy()
@@ -250,6 +242,7 @@ def train(
             "iteration": until,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
             "model_config": model_config(resolved),
             "torch_rng": torch.get_rng_state(),
         },
