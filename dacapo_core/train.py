@@ -119,7 +119,7 @@ def make_request(resolved: ResolvedRun, voxel_size: Coordinate, seed: int) -> gp
     context = (in_size - out_size) / 2
     request = gp.BatchRequest(random_seed=seed)
     request.add(KEYS.raw, in_size)
-    for key in (KEYS.gt, KEYS.target, KEYS.weights):
+    for key in (KEYS.gt, KEYS.mask, KEYS.target, KEYS.weights):
         request[key] = gp.ArraySpec(roi=Roi(context, out_size))
     return request
 
@@ -167,6 +167,7 @@ def _write_snapshot(path: Path, batch: gp.Batch, prediction: np.ndarray) -> None
     for name, key in (
         ("raw", KEYS.raw),
         ("gt", KEYS.gt),
+        ("mask", KEYS.mask),
         ("target", KEYS.target),
         ("weights", KEYS.weights),
     ):

@@ -1,0 +1,217 @@
+"""Training: chunk-invariant reproducibility, resume after SIGKILL, schedules,
+augmentations that keep raw and labels aligned, masks."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import gunpowder as gp
+import numpy as np
+import pytest
+import torch
+from conftest import TINY
+from funlib.geometry import Coordinate
+
+from dacapo_core import arrays, config, train
+from dacapo_core.demo import make_demo
+
+#: every augmentation, so that all their randomness is covered by the seeding
+AUGMENTS = [
+    {"type": "simple"},
+    {"type": "elastic", "control_point_spacing": [8, 8, 8], "jitter_sigma": [1, 1, 1]},
+    {"type": "intensity"},
+    {"type": "gamma"},
+    {"type": "noise", "p": 1.0},
+    {"type": "defect", "prob_missing": 0.1, "prob_low_contrast": 0.1},
+]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    container = f"{root}/demo.zarr"
+    make_demo(container, seed=0)
+    cfg = copy.deepcopy(TINY)
+    for ds in cfg["datasets"].values():
+        ds["container"] = container
+    run = cfg["runs"]["tiny"]
+    run["trainer"].update(
+        augments=AUGMENTS, optimizer="adamw", weight_decay=0.01, warmup=2, decay="cosine"
+    )
+    run["trainer"]["decay_iterations"] = 8
+    experiment = config.parse(cfg)
+    return root, experiment.resolved_runs()["tiny"], experiment.datasets
+
+
+def state_of(path) -> dict:
+    return train.load_checkpoint(path)
+
+
+def assert_identical(a: dict, b: dict) -> None:
+    for key in ("model",):
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), name
+    assert json.dumps(a["scheduler"], sort_keys=True) == json.dumps(b["scheduler"], sort_keys=True)
+    for group_a, group_b in zip(
+        a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True
+    ):
+        for name in group_a:
+            assert torch.equal(torch.as_tensor(group_a[name]), torch.as_tensor(group_b[name]))
+
+
+def test_two_chunks_give_the_bit_identical_checkpoint_of_one(demo):
+    root, resolved, datasets = demo
+    train.train(resolved, datasets, 6, root / "one/6.pt")
+    train.train(resolved, datasets, 3, root / "two/3.pt")
+    stats = train.train(resolved, datasets, 6, root / "two/6.pt", root / "two/3.pt")
+    assert [s["iteration"] for s in stats["iterations"]] == [4, 5, 6]
+    assert_identical(state_of(root / "one/6.pt"), state_of(root / "two/6.pt"))
+    assert state_of(root / "two/6.pt")["iteration"] == 6
+
+
+def test_learning_rate_follows_warmup_then_cosine_decay(demo):
+    root, resolved, datasets = demo
+    stats = train.train(resolved, datasets, 8, root / "lr/8.pt")
+    rates = [s["learning_rate"] for s in stats["iterations"]]
+    base = resolved.run.trainer.learning_rate
+    assert rates[0] == pytest.approx(base / 2) and rates[1] == pytest.approx(base)
+    assert rates[2:] == sorted(rates[2:], reverse=True) and rates[-1] < 0.2 * base
+
+
+TRAIN_JOB = """
+import json, sys
+from dacapo_core import config, train
+run, datasets = sys.argv[1], sys.argv[2]
+resolved = config.ResolvedRun.model_validate_json(open(run).read())
+ds = {k: config.DatasetConfig.model_validate(v) for k, v in json.load(open(datasets)).items()}
+train.train(resolved, ds, int(sys.argv[3]), sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else None,
+            stats_out=sys.argv[4] + ".json")
+"""
+
+
+def test_a_training_job_killed_mid_chunk_resumes_from_the_last_checkpoint(demo):
+    root, resolved, datasets = demo
+    (root / "run.json").write_text(resolved.model_dump_json(by_alias=True))
+    (root / "datasets.json").write_text(
+        json.dumps({k: v.model_dump() for k, v in datasets.items()})
+    )
+    job = [sys.executable, "-c", TRAIN_JOB, str(root / "run.json"), str(root / "datasets.json")]
+    ckpt_dir = root / "killed"
+    assert subprocess.run([*job, "3", str(ckpt_dir / "3.pt")]).returncode == 0
+    running = subprocess.Popen([*job, "200", str(ckpt_dir / "200.pt"), str(ckpt_dir / "3.pt")])
+    time.sleep(8)  # mid-chunk: imports done, some iterations trained
+    os.kill(running.pid, signal.SIGKILL)
+    running.wait()
+    assert sorted(p.name for p in ckpt_dir.iterdir() if p.suffix == ".pt") == ["3.pt"]
+    # rerun: the chunk starts again from the last complete checkpoint
+    assert (
+        subprocess.run([*job, "6", str(ckpt_dir / "6.pt"), str(ckpt_dir / "3.pt")]).returncode == 0
+    )
+    train.train(resolved, datasets, 6, root / "straight/6.pt")
+    assert_identical(state_of(ckpt_dir / "6.pt"), state_of(root / "straight/6.pt"))
+
+
+def with_trainer(resolved: config.ResolvedRun, **updates) -> config.ResolvedRun:
+    trainer = config.TrainerConfig.model_validate(
+        {**resolved.run.trainer.model_dump(mode="json"), **updates}
+    )
+    run = resolved.run.model_copy(update={"trainer": trainer})
+    return resolved.model_copy(update={"run": run})
+
+
+def batch(resolved, datasets, augments, seed=7):
+    """One batch with the given augmentations (and none of the run's)."""
+    resolved = with_trainer(resolved, augments=augments)
+    voxel_size = train.training_voxel_size(resolved, datasets)
+    pipeline = train.build_pipeline(resolved, datasets, voxel_size)
+    with gp.build(pipeline):
+        return pipeline.request_batch(train.make_request(resolved, voxel_size, seed))
+
+
+@pytest.fixture(scope="module")
+def blocks(demo):
+    """Labels in 16^3 blocks and raw = a brightness per label: raw and labels are
+    aligned in a batch iff raw == brightness[labels] there."""
+    root, _, _ = demo
+    rng = np.random.default_rng(0)
+    labels = rng.integers(1, 50, (8, 8, 8))
+    for axis in range(3):
+        labels = np.repeat(labels, 16, axis)
+    brightness = rng.integers(20, 235, 50).astype(np.uint8)
+    container = f"{root}/blocks.zarr"
+    arrays.write_numpy(f"{container}/raw", brightness[labels], Coordinate(8, 8, 8))
+    arrays.write_numpy(f"{container}/gt", labels.astype(np.uint64), Coordinate(8, 8, 8))
+    datasets = {"train_a": config.DatasetConfig(container=container, raw="raw", gt="gt")}
+    return datasets, brightness / 255
+
+
+def aligned(resolved, blocks, augment, seed=3) -> tuple[np.ndarray, np.ndarray]:
+    """(raw where the labels are, brightness of those labels) of one batch."""
+    datasets, brightness = blocks
+    result = batch(resolved, datasets, [augment] if augment else [], seed=seed)
+    raw, gt = result[train.KEYS.raw], result[train.KEYS.gt]
+    inner = raw.data[0, 0][((gt.spec.roi - raw.spec.roi.offset) / 8).to_slices()]
+    return inner, brightness[gt.data[0]]
+
+
+def test_no_augment_batch_is_aligned(demo, blocks):
+    raw, expected = aligned(demo[1], blocks, None)
+    assert np.allclose(raw, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "augment",
+    [
+        {"type": "simple"},
+        {"type": "elastic", "control_point_spacing": [8, 8, 8], "jitter_sigma": [2, 2, 2]},
+    ],
+)
+def test_geometric_augments_keep_raw_and_labels_aligned(demo, blocks, augment):
+    raw, expected = aligned(demo[1], blocks, augment)
+    agree = np.abs(raw - expected) < 2 / 255
+    assert agree.mean() > 0.7  # all but the interpolated voxels at label borders
+    shifted = np.roll(expected, 8, axis=(0, 1, 2))  # what misalignment would look like
+    assert (np.abs(raw - shifted) < 2 / 255).mean() < 0.4
+
+
+def test_gamma_noise_and_defects_change_raw_as_specified(demo, blocks):
+    raw, expected = aligned(demo[1], blocks, {"type": "gamma", "gamma": [2.0, 2.0]})
+    assert np.allclose(raw, expected**2, atol=1e-6)
+    raw, expected = aligned(demo[1], blocks, {"type": "noise", "var": 0.01, "p": 1.0})
+    assert 0.08 < (raw - expected).std() < 0.11  # sqrt(var), a little less where clipped
+    missing = {"type": "defect", "prob_missing": 0.5, "prob_low_contrast": 0}
+    raw, expected = aligned(demo[1], blocks, missing)
+    gone = [z for z in range(len(raw)) if not raw[z].any()]
+    kept = [z for z in range(len(raw)) if np.allclose(raw[z], expected[z])]
+    assert gone and kept and len(gone) + len(kept) == len(raw)  # whole sections, along z
+
+
+def test_min_masked_rejects_samples_outside_the_mask(tmp_path, demo):
+    _, resolved, _ = demo
+    labels = np.ones((40, 64, 96), np.uint64)
+    mask = np.zeros_like(labels, dtype=np.uint8)
+    mask[:, :, 48:] = 1  # only the right half is labelled
+    x = np.broadcast_to(np.arange(96, dtype=np.uint8), labels.shape)  # raw tells where we are
+    container = f"{tmp_path}/m.zarr"
+    for name, data in (("raw", x), ("gt", labels), ("mask", mask)):
+        arrays.write_numpy(f"{container}/{name}", np.ascontiguousarray(data), Coordinate(8, 8, 8))
+    datasets = {
+        "train_a": config.DatasetConfig(container=container, raw="raw", gt="gt", mask="mask")
+    }
+    for min_masked, inside in ((0.9, lambda f: f >= 0.85), (0.0, lambda f: f < 0.85)):
+        fractions = []
+        for seed in range(8):
+            result = batch(with_trainer(resolved, min_masked=min_masked), datasets, [], seed)
+            raw, weights = result[train.KEYS.raw], result[train.KEYS.weights]
+            where = (weights.spec.roi - raw.spec.roi.offset) / 8
+            position = np.rint(raw.data[0, 0][where.to_slices()] * 255)
+            fractions.append((position >= 48).mean())
+            assert not weights.data[0][:, position < 48].any()  # no loss outside the mask
+        assert inside(min(fractions)), fractions
