@@ -1,36 +1,48 @@
-"""Cost of scoring K thresholds: one region-graph sweep vs K full re-segmentations.
+"""Cost of scoring K thresholds: our graph sweep against K full re-segmentations.
 
-    .venv/bin/python bench/validation_sweep.py [--shape 64 128 128]
+    .venv/bin/python bench/validation_sweep.py [--shape 128 128 128] [--workers 2]
 
-The graph sweep (ours) computes fragments and the merge history once, then one
-lookup table + relabel per threshold. The DaCapo approach re-runs watershed and
-agglomeration (waterz) for every threshold. Same affinities for both: smoothed,
-noisy affinities of synthetic cells.
+Ours is ``validate.sweep``, run exactly as the validate_score rule runs it:
+fragments, region graph and merge history once (blockwise, timed apart as the
+one-off column), then one lookup table + relabel + score per threshold. The
+DaCapo approach segments the whole volume again for every threshold (one
+waterz call: watershed + agglomeration) and scores each. Both read the same
+prediction (a zarr of smoothed, noisy affinities of synthetic cells) and score
+with the same ``evaluate``; waterz gets the affinities in memory, read once
+outside its timing.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # daisy's progress bars, before it is imported
 
 import numpy as np
 import waterz
+from funlib.geometry import Coordinate
 from gunpowder.nodes.add_affinities import seg_to_affgraph
 from scipy import ndimage
 
-from dacapo_core import postprocess
+from dacapo_core import arrays
+from dacapo_core.config import WatershedConfig
 from dacapo_core.demo import cells, membranes
+from dacapo_core.evaluate import evaluate
+from dacapo_core.validate import sweep
 
 
-def affinities(shape: tuple[int, ...]) -> np.ndarray:
+def volume(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy affinities and their GT (cells, membranes 0)."""
     rng = np.random.default_rng(0)
     labels = cells(shape, diameter=20, rng=rng)
     labels[membranes(labels)] = 0
     affs = seg_to_affgraph(labels.astype(np.int32), -np.eye(3, dtype=int)).astype(np.float32)
     affs = np.stack([ndimage.gaussian_filter(a, 1.0) for a in affs])
     noisy = np.clip(affs + rng.normal(scale=0.02, size=affs.shape), 0, 1)
-    return np.ascontiguousarray(noisy, dtype=np.float32)
+    return np.ascontiguousarray(noisy, dtype=np.float32), labels
 
 
 def quiet_waterz(affs: np.ndarray, threshold: float) -> np.ndarray:
@@ -45,39 +57,54 @@ def quiet_waterz(affs: np.ndarray, threshold: float) -> np.ndarray:
             os.close(saved)
 
 
-def graph_sweep(affs: np.ndarray, thresholds: list[float]) -> float:
-    t0 = time.perf_counter()
-    frags = postprocess.fragments(affs)
-    pad = [(1, 0)] * 3
-    pairs, stats = postprocess.edges(np.pad(frags, pad), np.pad(affs, [(0, 0), *pad]))
-    history = postprocess.merge_history(
-        postprocess.Graph(np.unique(frags[frags > 0]), pairs, stats)
+def graph_sweep(
+    tmp: str, prediction: str, gt: str, thresholds: list[float], workers: int
+) -> tuple[float, float]:
+    """Seconds of (fragments + graph + merge history, K lookups + scores)."""
+    out = f"{tmp}/k{len(thresholds)}"
+    result = sweep(
+        prediction,
+        gt,
+        f"{out}.zarr/fragments",
+        f"{out}.zarr.graph",
+        f"{out}.zarr/segmentation",
+        WatershedConfig(thresholds=thresholds),
+        "voi",
+        block_shape=Coordinate(arrays.open_array(prediction).data.chunksize[1:]),
+        num_workers=workers,
+        log_dir=f"{tmp}/logs",
     )
-    for t in thresholds:
-        postprocess.relabel(frags, *history.lookup(t))
-    return time.perf_counter() - t0
+    return result["seconds"]["fragments_and_graph"], result["seconds"]["sweep"]
 
 
-def resegment(affs: np.ndarray, thresholds: list[float]) -> float:
+def resegment(affs: np.ndarray, gt: np.ndarray, thresholds: list[float]) -> float:
+    """Seconds of K waterz segmentations of the whole volume, each scored."""
     t0 = time.perf_counter()
     for t in thresholds:
-        quiet_waterz(affs, t)
+        evaluate(quiet_waterz(affs, t), gt)
     return time.perf_counter() - t0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--shape", type=int, nargs=3, default=[64, 128, 128])
+    parser.add_argument("--shape", type=int, nargs=3, default=[128, 128, 128])
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    affs = affinities(tuple(args.shape))
-    print(f"affinities {tuple(args.shape)}")
-    for k in (1, 5, 20):
-        thresholds = list(np.linspace(0.05, 0.95, k)) if k > 1 else [0.5]
-        ours, theirs = graph_sweep(affs, thresholds), resegment(affs, thresholds)
-        print(
-            f"K={k:2d}: graph sweep {ours:6.2f} s, {k} re-segmentations {theirs:6.2f} s, "
-            f"speed-up {theirs / ours:5.2f}x"
-        )
+    affs, labels = volume(tuple(args.shape))
+    with tempfile.TemporaryDirectory() as tmp:
+        prediction, gt = f"{tmp}/data.zarr/prediction", f"{tmp}/data.zarr/gt"
+        arrays.write_numpy(prediction, affs, Coordinate(8, 8, 8))
+        arrays.write_numpy(gt, labels, Coordinate(8, 8, 8))
+        print(f"affinities {tuple(args.shape)}, {args.workers} workers; seconds")
+        print(" K | fragments+graph | K lookups+scores | ours total | K waterz+scores | speed-up")
+        for k in (1, 5, 20):
+            thresholds = [float(t) for t in np.linspace(0.05, 0.95, k)] if k > 1 else [0.5]
+            once, each = graph_sweep(tmp, prediction, gt, thresholds, args.workers)
+            theirs = resegment(affs, labels, thresholds)
+            print(
+                f"{k:2d} | {once:15.2f} | {each:16.2f} | {once + each:10.2f} | "
+                f"{theirs:15.2f} | {theirs / (once + each):7.2f}x"
+            )
 
 
 if __name__ == "__main__":

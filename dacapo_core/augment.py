@@ -53,9 +53,11 @@ def node(augment: Augment, raw: gp.ArrayKey, voxel_size: Coordinate) -> gp.Batch
             transpose_probs=[0.5 * augment.transpose] * dims,
         )
     if isinstance(augment, ElasticAugment):
+        spacing = Coordinate(augment.control_point_spacing or [10] * dims)
+        jitter = augment.jitter_sigma or [1.0] * dims
         return gp.DeformAugment(
-            control_point_spacing=Coordinate(augment.control_point_spacing) * voxel_size,
-            jitter_sigma=[s * v for s, v in zip(augment.jitter_sigma, voxel_size, strict=True)],
+            control_point_spacing=spacing * voxel_size,
+            jitter_sigma=[s * v for s, v in zip(jitter, voxel_size, strict=True)],
             rotate=augment.rotate,
             subsample=augment.subsample,
             spatial_dims=dims,

@@ -82,25 +82,31 @@ def cmd_check(args: argparse.Namespace) -> None:
 
 
 def cmd_view(args: argparse.Namespace) -> None:
+    """Only the URL goes to stdout (scripts read it); messages go to stderr."""
+    import logging
     import webbrowser
 
     from . import view
 
-    if args.bind != "127.0.0.1":
-        print(f"warning: serving on {args.bind}: anyone who can reach it sees the data")
-    viewer = view.start(args.run, args.target, args.iteration, args.bind)
+    logging.basicConfig(format="%(levelname)s: %(message)s")
+    logging.getLogger(view.__name__).setLevel(logging.INFO)
+    following = args.target is None and args.iteration is None
+    if following:
+        viewer = view.serve(args.bind)
+    else:
+        viewer = view.start(args.run, args.target, args.iteration, args.bind)
     url = viewer.get_viewer_url()
-    print(url, flush=True)
-    if not args.no_browser:
-        webbrowser.open(url)
-    try:
-        if args.target is None and args.iteration is None:
+    try:  # from the URL on: a user may press Ctrl-C as soon as it is printed
+        print(url, flush=True)
+        if not args.no_browser:
+            webbrowser.open(url)
+        if following:
             view.follow(viewer, args.run)
         else:
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:
-        print("viewer stopped")
+        print("viewer stopped", file=sys.stderr)
 
 
 def cmd_schema(args: argparse.Namespace) -> None:
@@ -154,12 +160,22 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("config")
     s.set_defaults(func=cmd_check)
 
-    s = sub.add_parser("view", help="neuroglancer on a run's results (Ctrl-C stops it)")
-    s.add_argument("run", help="results/RUN")
-    s.add_argument("--target", help="an apply target (default: the best validation)")
+    s = sub.add_parser(
+        "view",
+        help="neuroglancer on a run's results (Ctrl-C stops it)",
+        description="Serve a run's results in neuroglancer and print the URL (alone on stdout). "
+        "Without --target or --iteration it follows the best validation: it waits for the "
+        "first selection and switches to each new best once its arrays are written. Layers "
+        "are named DATASET/ARRAY, one group per validation dataset (only the first visible at "
+        "start) or TARGET/ARRAY for an apply target.",
+    )
+    s.add_argument("run", help="results/RUN (data paths resolve against its workdir, ../..)")
+    s.add_argument("--target", help="an apply target (default: follow the best validation)")
     s.add_argument("--iteration", type=int, help="a validated iteration (default: the best)")
     s.add_argument("--no-browser", action="store_true", help="only print the URL")
-    s.add_argument("--bind", default="127.0.0.1", help="address to serve on")
+    s.add_argument(
+        "--bind", default="127.0.0.1", help="address to serve on (else warned: no authentication)"
+    )
     s.set_defaults(func=cmd_view)
 
     s = sub.add_parser("schema", help="print the config's JSON schema")

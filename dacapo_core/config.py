@@ -10,10 +10,17 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -98,8 +105,8 @@ class ElasticAugment(Strict):
     """Smooth random deformation (and rotation); spacing and jitter in voxels."""
 
     type: Literal["elastic"] = "elastic"
-    control_point_spacing: Shape = [10, 10, 10]
-    jitter_sigma: list[float] = [1.0, 1.0, 1.0]
+    control_point_spacing: Shape | None = Field(None, description="default: 10 per axis")
+    jitter_sigma: list[float] | None = Field(None, description="default: 1 per axis")
     rotate: bool = True
     subsample: int = Field(2, ge=1)
 
@@ -162,6 +169,12 @@ class TrainerConfig(Strict):
     snapshot_interval: int = Field(1000, gt=0)
     augments: list[Augment] = Field(default_factory=lambda: [SimpleAugment(), IntensityAugment()])
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_data_fetchers: int = Field(
+        1,
+        ge=0,
+        description="processes that prepare batches ahead of the network (0: in the "
+        "training process); batch i is the same either way",
+    )
 
     def learning_rate_factor(self, iteration: int) -> float:
         """Multiplier of ``learning_rate`` at ``iteration`` (0-based steps taken)."""
@@ -222,6 +235,22 @@ class WatershedConfig(Strict):
         ]
 
 
+def _known_criterion(value: str) -> str:
+    if value not in CRITERIA:
+        raise ValueError(f"unknown criterion '{value}' (choose from {sorted(CRITERIA)})")
+    return value
+
+
+Criterion = Annotated[str, AfterValidator(_known_criterion)]
+
+
+class StartConfig(Strict):
+    """Fine-tuning: start from another run's best checkpoint by ``criterion``."""
+
+    run: Name
+    criterion: Criterion = "voi"
+
+
 class RunConfig(Strict):
     repetitions: int = Field(1, ge=1)
     datasplit: DataSplit
@@ -231,19 +260,15 @@ class RunConfig(Strict):
     train_until: int = Field(2000, gt=0)
     validation_interval: int = Field(500, gt=0)
     post_processor: WatershedConfig = WatershedConfig()
-    criterion: str = "voi"
+    criterion: Criterion = "voi"
+    start: StartConfig | None = Field(
+        None, description="initialise from another run's selected checkpoint (fine-tuning)"
+    )
     prediction_dtype: Literal["float32", "uint8"] = Field(
         "float32",
         description="how validation and apply store affinities (uint8: a quarter of the disk, "
         "steps of 1/255); one policy for both, so tuned thresholds mean the same",
     )
-
-    @field_validator("criterion")
-    @classmethod
-    def _known_criterion(cls, value: str) -> str:
-        if value not in CRITERIA:
-            raise ValueError(f"unknown criterion '{value}' (choose from {sorted(CRITERIA)})")
-        return value
 
     def iterations(self) -> list[int]:
         """Checkpoint iterations: every validation interval, and train_until itself."""
@@ -251,7 +276,15 @@ class RunConfig(Strict):
         return its + [self.train_until]
 
 
+#: a pinned merge function or minimal size is validated as one entry of the post_processor grid
+_MergeFunction = get_args(WatershedConfig.model_fields["merge_function"].annotation)[0]
+_MinSize = get_args(WatershedConfig.model_fields["min_size"].annotation)[0]
+
+
 class ApplyConfig(Strict):
+    """A target of a run. Iteration and post-processing default to the run's selection
+    (best.json, its ``criterion``); each may be pinned instead."""
+
     run: Name
     input: Name
     name: Name | None = Field(None, description="target name (default: the input's name)")
@@ -259,7 +292,13 @@ class ApplyConfig(Strict):
     num_workers: int = Field(2, ge=1)
     block_shape: Shape = [128, 128, 128]
     threshold: float | None = Field(None, gt=0, lt=1, description="default: selected")
-    iteration: int | None = Field(None, gt=0, description="default: selected")
+    iteration: int | None = Field(
+        None,
+        gt=0,
+        description="default: selected; pinned: unpinned parameters are the best at this iteration",
+    )
+    merge_function: _MergeFunction | None = Field(None, description="default: selected")
+    min_size: _MinSize | None = Field(None, description="default: selected")
 
     @property
     def target(self) -> str:
@@ -314,6 +353,7 @@ def training_view(resolved: ResolvedRun, datasets: dict[str, DatasetConfig]) -> 
         "task": True,
         "architecture": True,
         "trainer": True,
+        "start": True,
     }
     return {
         "resolved": {
@@ -379,6 +419,13 @@ def _check_references(cfg: ExperimentConfig) -> None:
         for key in ("input_shape", "eval_shape_increase"):
             if len(getattr(arch, key)) != dims:
                 raise ConfigError(f"runs.{name}.architecture.{key}: needs {dims} entries")
+        for i, augment in enumerate(run.trainer.augments):
+            for key in ("control_point_spacing", "jitter_sigma"):
+                value = getattr(augment, key, None)
+                if value is not None and len(value) != dims:
+                    where = f"runs.{name}.trainer.augments[{i}].{key}"
+                    raise ConfigError(f"{where}: needs {dims} entries")
+    _check_starts(cfg, runs)
     targets = set()
     for i, entry in enumerate(cfg.apply):
         if entry.run not in runs:
@@ -390,6 +437,19 @@ def _check_references(cfg: ExperimentConfig) -> None:
         targets.add((entry.run, entry.target))
         if entry.roi is not None and not re.fullmatch(r"\[[-0-9:, ]+\]", entry.roi):
             raise ConfigError(f"apply[{i}].roi: expected '[z0:z1,y0:y1,x0:x1]', got {entry.roi!r}")
+
+
+def _check_starts(cfg: ExperimentConfig, runs: dict[str, ResolvedRun]) -> None:
+    """A fine-tuned run starts from an existing run, and never (indirectly) from itself."""
+    for name, resolved in runs.items():
+        seen = [name]
+        while (start := runs[seen[-1]].run.start) is not None:
+            if start.run not in runs:
+                raise ConfigError(f"runs.{resolved.base}.start.run: unknown run '{start.run}'")
+            if start.run in seen:
+                chain = " -> ".join([*seen, start.run])
+                raise ConfigError(f"runs.{resolved.base}.start.run: starts from itself ({chain})")
+            seen.append(start.run)
 
 
 def json_schema() -> dict[str, Any]:

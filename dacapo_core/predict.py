@@ -20,10 +20,11 @@ from funlib.geometry import Coordinate, Roi
 from funlib.persistence import Array
 
 from . import arrays, blockwise
+from .batches import intensity_scale
 from .config import AffinitiesTask, UNetConfig
 from .model import UNet, eval_input_shape, output_shape
 from .task import num_channels
-from .train import intensity_scale, load_checkpoint, resolve_device
+from .train import load_checkpoint, resolve_device
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Figures people would rather look at than read: loss and validation curves."""
+"""Figures people would rather look at than read: loss and validation curves, example sections."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+from funlib.geometry import Roi
+from funlib.persistence import Array
 from matplotlib.figure import Figure
 
 from . import arrays
@@ -73,10 +75,25 @@ def plot_thresholds(
     fig.savefig(out, dpi=100)
 
 
-def _middle_slice(path: str, roi) -> np.ndarray:
+SLICE_COLUMNS = ("raw", "affinities", "segmentation")
+
+
+def _z_positions(array: Array, count: int) -> list[int | None]:
+    """World z of ``count`` sections evenly inside the array (at 1/4, 1/2, 3/4 for 3):
+    one section can miss what goes wrong elsewhere in the volume. A 2D array is one."""
+    if array.voxel_size.dims == 2:
+        return [None]
+    vz, nz = array.voxel_size[0], array.roi.shape[0] // array.voxel_size[0]
+    return [array.roi.offset[0] + nz * (i + 1) // (count + 1) * vz for i in range(count)]
+
+
+def _section(path: str, roi: Roi, z: int | None) -> np.ndarray:
+    """The z-section of ``roi`` at world ``z``, read alone: apply targets may be large."""
     array = arrays.open_array(path)
-    data = array.to_ndarray(roi.intersect(array.roi))
-    return data[..., data.shape[-3] // 2, :, :]
+    if z is None:
+        return array.to_ndarray(roi.intersect(array.roi))
+    plane = Roi((z, *roi.offset[1:]), (array.voxel_size[0], *roi.shape[1:]))
+    return array.to_ndarray(plane.intersect(array.roi))[..., 0, :, :]
 
 
 def _segment_colours(labels: np.ndarray) -> np.ndarray:
@@ -86,28 +103,47 @@ def _segment_colours(labels: np.ndarray) -> np.ndarray:
     return rgb
 
 
+def _plot_row(
+    row: np.ndarray, title: str, paths: tuple[str, str, str], roi: Roi, z: int | None
+) -> None:
+    """Raw, affinities and segmentation at one z, on the same ROI so they line up."""
+    raw, prediction, segmentation = paths
+    affs = _section(prediction, roi, z)[:3]
+    affs = np.moveaxis(np.pad(affs, [(0, 3 - len(affs))] + [(0, 0)] * (affs.ndim - 1)), 0, -1)
+    affs = affs * arrays.affinity_scale(prediction)  # uint8 predictions store 255ths
+    images = [
+        (_section(raw, roi, z), {"cmap": "gray"}),
+        (np.clip(affs, 0, 1), {}),
+        (_segment_colours(_section(segmentation, roi, z)), {}),
+    ]
+    for ax, (image, style), name in zip(row, images, SLICE_COLUMNS, strict=True):
+        ax.imshow(image, **style)
+        ax.set_title(f"{title}: {name}")
+        ax.axis("off")
+
+
+def slices_figure(panels: list[tuple[str, str, str, str]], sections: int = 3) -> Figure:
+    """For each (title, raw, prediction, segmentation), a block of ``sections`` rows:
+    raw, affinities and segmentation side by side at evenly spaced z."""
+    segs = [arrays.open_array(segmentation) for *_, segmentation in panels]
+    rows = [
+        (panel, seg.roi, z)
+        for panel, seg in zip(panels, segs, strict=True)
+        for z in _z_positions(seg, sections)
+    ]
+    fig = Figure(figsize=(12, 3.6 * len(rows)))
+    axes = fig.subplots(len(rows), 3, squeeze=False)
+    for row, ((title, *paths), roi, z) in zip(axes, rows, strict=True):
+        _plot_row(row, title if z is None else f"{title}, z={z}", tuple(paths), roi, z)
+    fig.tight_layout()
+    return fig
+
+
 def plot_slices(panels: list[tuple[str, str, str, str]], out: str | Path) -> None:
-    """One row per (title, raw, prediction, segmentation): the middle section of each."""
-    if not panels:  # nothing predicted to show (yet)
+    """The slices figure, or a note while nothing is predicted to show."""
+    if not panels:
         fig = Figure(figsize=(6, 1))
         fig.text(0.5, 0.5, "no predictions to show", ha="center", va="center")
         fig.savefig(out, dpi=80)
         return
-    fig = Figure(figsize=(12, 4 * len(panels)))
-    axes = fig.subplots(len(panels), 3, squeeze=False)
-    for row, (title, raw, prediction, segmentation) in zip(axes, panels, strict=True):
-        roi = arrays.open_array(segmentation).roi
-        affs = np.moveaxis(_middle_slice(prediction, roi)[:3], 0, -1)
-        affs = affs * arrays.affinity_scale(prediction)  # uint8 predictions store 255ths
-        images = [
-            (_middle_slice(raw, roi), {"cmap": "gray"}),
-            (np.clip(affs, 0, 1), {}),
-            (_segment_colours(_middle_slice(segmentation, roi)), {}),
-        ]
-        names = ("raw", "affinities", "segmentation")
-        for ax, (image, style), name in zip(row, images, names, strict=True):
-            ax.imshow(image, **style)
-            ax.set_title(f"{title}: {name}")
-            ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(out, dpi=80)
+    slices_figure(panels).savefig(out, dpi=80)

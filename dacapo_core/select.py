@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from .arrays import read_json
-from .config import CRITERIA
+from .config import CRITERIA, ApplyConfig
 
 
 def load_scores(score_files: Iterable[str | Path]) -> xr.DataArray:
@@ -94,3 +94,51 @@ def validation_prediction(run_dir: str | Path, dataset: str, iteration: int) -> 
         if path.is_dir():
             return path
     return None
+
+
+#: post-processing parameters an apply entry may pin (see ApplyConfig)
+PINNABLE = ("merge_function", "min_size", "threshold")
+
+
+def apply_inputs(entry: ApplyConfig, run_dir: str, parameters: bool = True) -> dict[str, str]:
+    """The selection files ``apply_choice`` reads for ``entry``: the workflow's inputs.
+
+    Only what is not pinned: with everything pinned, apply depends on no validation
+    or selection output, so it neither waits for them nor reruns when they change.
+    ``parameters=False``: only the iteration is needed (prediction).
+    """
+    if entry.iteration is None:
+        return {"best": f"{run_dir}/best.json"}
+    if parameters and any(getattr(entry, k) is None for k in PINNABLE):
+        return {"scores": f"{run_dir}/validation/{entry.iteration}/scores.json"}
+    return {}
+
+
+def apply_choice(
+    entry: ApplyConfig,
+    criterion: str,
+    best: str | Path | None = None,
+    scores: str | Path | None = None,
+    parameters: bool = True,
+) -> dict[str, Any]:
+    """The iteration and post-processing parameters an apply target uses.
+
+    Pinned values win. Otherwise the iteration is the one ``best`` (best.json)
+    selected by ``criterion``, and each parameter comes from the best set at that
+    iteration: best.json's, or with a pinned iteration the best in its ``scores``
+    (scores.json, datasets averaged as in selection), so that a pinned iteration
+    never gets parameters tuned on another one. Reads only the files that
+    ``apply_inputs`` names.
+    """
+    choice: dict[str, Any] = {
+        "iteration": entry.iteration or read_json(best)[criterion]["iteration"]
+    }
+    if parameters:
+        pinned = {k: getattr(entry, k) for k in PINNABLE if getattr(entry, k) is not None}
+        if len(pinned) < len(PINNABLE):
+            selected = (
+                read_json(best) if entry.iteration is None else select_best(load_scores([scores]))
+            )
+            pinned = {**selected[criterion]["parameters"], **pinned}
+        choice["parameters"] = pinned
+    return choice

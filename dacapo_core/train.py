@@ -1,9 +1,8 @@
 """Training in chunks: from checkpoint ``it - n`` to checkpoint ``it``.
 
-Batches come from a gunpowder pipeline: samples lie inside the GT ROI, the
-network's context comes from the real raw around it (padded only where raw
-ends). The randomness of batch ``i`` is seeded by (run seed, ``i``), so a chunk
-boundary does not change what the network sees.
+Batches come from ``batches`` (seeded by iteration, so a chunk boundary does not
+change what the network sees). A run that starts from another run's checkpoint
+(fine-tuning) takes every layer whose shape still fits and re-initialises the rest.
 """
 
 from __future__ import annotations
@@ -11,122 +10,27 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gunpowder as gp
 import numpy as np
 import torch
-from funlib.geometry import Coordinate, Roi
-from funlib.persistence import Array
 from tqdm import tqdm
 
 from . import arrays
-from .augment import node as augment_node
+from .batches import KEYS, batches
 from .config import DatasetConfig, ResolvedRun, TrainerConfig
-from .model import UNet, output_shape
-from .task import BalanceAffinities, gunpowder_neighborhood, loss, num_channels
+from .model import UNet
+from .task import loss, num_channels
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Keys:
-    raw: gp.ArrayKey = gp.ArrayKey("RAW")
-    gt: gp.ArrayKey = gp.ArrayKey("GT")
-    mask: gp.ArrayKey = gp.ArrayKey("MASK")
-    target: gp.ArrayKey = gp.ArrayKey("TARGET")
-    target_mask: gp.ArrayKey = gp.ArrayKey("TARGET_MASK")
-    weights: gp.ArrayKey = gp.ArrayKey("WEIGHTS")
-
-
-KEYS = Keys()
-
-
-def intensity_scale(dtype: np.dtype) -> float:
-    """Factor that maps raw intensities to [0, 1]; shared by training and prediction."""
-    dtype = np.dtype(dtype)
-    return 1.0 / np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1.0
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
-
-
-def _mask_array(dataset: DatasetConfig, gt: Array) -> Array:
-    if dataset.mask is not None:
-        return arrays.open_array(arrays.array_path(dataset.container, dataset.mask))
-    ones = np.ones(gt.shape, dtype=np.uint8)
-    return Array(ones, offset=gt.offset, voxel_size=gt.voxel_size)
-
-
-def _source(dataset: DatasetConfig, min_masked: float) -> gp.Pipeline:
-    """One training volume: raw (padded where it ends), gt, mask; a random location."""
-    raw = arrays.open_array(arrays.array_path(dataset.container, dataset.raw))
-    gt = arrays.open_array(arrays.array_path(dataset.container, dataset.gt))
-    mask = _mask_array(dataset, gt)
-    return (
-        (
-            gp.ArraySource(KEYS.raw, raw, interpolatable=True),
-            gp.ArraySource(KEYS.gt, gt, interpolatable=False),
-            gp.ArraySource(KEYS.mask, mask, interpolatable=False),
-        )
-        + gp.MergeProvider()
-        + gp.Normalize(KEYS.raw, factor=intensity_scale(raw.dtype))
-        + gp.Pad(KEYS.raw, None)
-        + gp.RandomLocation(min_masked=min_masked, mask=KEYS.mask)
-    )
-
-
-def training_voxel_size(resolved: ResolvedRun, datasets: dict[str, DatasetConfig]) -> Coordinate:
-    """The voxel size of the (first) training raw: shapes in voxels become world units."""
-    first = datasets[resolved.run.datasplit.train[0]]
-    return arrays.open_array(arrays.array_path(first.container, first.raw)).voxel_size
-
-
-def build_pipeline(
-    resolved: ResolvedRun, datasets: dict[str, DatasetConfig], voxel_size: Coordinate
-) -> gp.Pipeline:
-    """Sources -> random choice -> augmentations -> affinities + balanced weights."""
-    run = resolved.run
-    split = run.datasplit
-    sources = tuple(_source(datasets[name], run.trainer.min_masked) for name in split.train)
-    pipeline = sources + gp.RandomProvider(probabilities=split.train_weights)
-    for augment in run.trainer.augments:
-        pipeline += augment_node(augment, KEYS.raw, voxel_size)
-    pipeline += gp.AddAffinities(
-        gunpowder_neighborhood(run.task),
-        labels=KEYS.gt,
-        affinities=KEYS.target,
-        labels_mask=KEYS.mask,
-        affinities_mask=KEYS.target_mask,
-        dtype=np.float32,
-    )
-    pipeline += BalanceAffinities(KEYS.target, KEYS.target_mask, KEYS.weights)
-    pipeline += gp.Unsqueeze([KEYS.raw])
-    pipeline += gp.Stack(run.trainer.batch_size)
-    return pipeline
-
-
-def make_request(resolved: ResolvedRun, voxel_size: Coordinate, seed: int) -> gp.BatchRequest:
-    """One batch: raw at the input shape, targets at the output shape, centred."""
-    arch = resolved.run.architecture
-    in_size = Coordinate(arch.input_shape) * voxel_size
-    out_size = output_shape(arch, arch.input_shape) * voxel_size
-    context = (in_size - out_size) / 2
-    request = gp.BatchRequest(random_seed=seed)
-    request.add(KEYS.raw, in_size)
-    for key in (KEYS.gt, KEYS.mask, KEYS.target, KEYS.weights):
-        request[key] = gp.ArraySpec(roi=Roi(context, out_size))
-    return request
-
-
-def batch_seed(seed: int, iteration: int) -> int:
-    """The random seed of batch ``iteration``: a function of (seed, iteration) only."""
-    return int(np.random.SeedSequence([seed, iteration]).generate_state(1)[0])
 
 
 def new_model(resolved: ResolvedRun) -> UNet:
@@ -180,6 +84,41 @@ def _write_snapshot(path: Path, batch: gp.Batch, prediction: np.ndarray) -> None
     arrays.write_numpy(path / "prediction", prediction[0], spec.voxel_size, spec.roi.offset)
 
 
+def init_from(model: torch.nn.Module, checkpoint: str | Path) -> list[str]:
+    """Fine-tuning: copy the checkpoint's weights that fit; the names of those that don't.
+
+    A new head (another number of channels) or a changed layer keeps its fresh
+    initialisation, and the caller reports it.
+    """
+    source = load_checkpoint(checkpoint)["model"]
+    state = model.state_dict()
+    fresh = [
+        f"{name} {tuple(source[name].shape) if name in source else 'missing'} -> {tuple(t.shape)}"
+        for name, t in state.items()
+        if name not in source or source[name].shape != t.shape
+    ]
+    fitting = {n: source[n] for n, t in state.items() if n in source and source[n].shape == t.shape}
+    model.load_state_dict({**state, **fitting})
+    for line in fresh:
+        log.warning("re-initialised (shape differs from %s): %s", checkpoint, line)
+    return fresh
+
+
+def _step(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: gp.Batch, device: torch.device
+) -> tuple[float, torch.Tensor]:
+    """One optimisation step on a batch: (loss, prediction)."""
+    raw, target, weights = (
+        torch.from_numpy(batch[k].data).to(device) for k in (KEYS.raw, KEYS.target, KEYS.weights)
+    )
+    optimizer.zero_grad()
+    prediction = model(raw)
+    value = loss(prediction, target, weights)
+    value.backward()
+    optimizer.step()
+    return value.item(), prediction
+
+
 def train(
     resolved: ResolvedRun,
     datasets: dict[str, DatasetConfig],
@@ -189,8 +128,13 @@ def train(
     stats_out: str | Path | None = None,
     snapshot_dir: str | Path | None = None,
     threads: int | None = None,
+    init_checkpoint: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train up to iteration ``until``, from ``start_checkpoint`` if given."""
+    """Train up to iteration ``until``, from ``start_checkpoint`` if given.
+
+    ``init_checkpoint`` (another run's, for fine-tuning) only initialises the
+    weights of a run's first chunk; optimizer and schedule start fresh.
+    """
     if threads:
         torch.set_num_threads(threads)
     run = resolved.run
@@ -198,7 +142,7 @@ def train(
     model = new_model(resolved).to(device)
     optimizer = new_optimizer(run.trainer, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, run.trainer.learning_rate_factor)
-    start = 0
+    start, reinitialised = 0, []
     if start_checkpoint is not None:
         state = load_checkpoint(start_checkpoint)
         model.load_state_dict(state["model"])
@@ -206,37 +150,25 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         start = int(state["iteration"])
         torch.set_rng_state(state["torch_rng"])
-    voxel_size = training_voxel_size(resolved, datasets)
-    pipeline = build_pipeline(resolved, datasets, voxel_size)
+    elif init_checkpoint is not None:
+        reinitialised = init_from(model, init_checkpoint)
     stats = []
     model.train()
-    with gp.build(pipeline):
-        for it in tqdm(range(start + 1, until + 1), desc=f"train {resolved.name}", mininterval=5):
-            t0 = time.perf_counter()
-            request = make_request(resolved, voxel_size, batch_seed(resolved.seed, it))
-            batch = pipeline.request_batch(request)
-            tensors = [
-                torch.from_numpy(batch[k].data).to(device)
-                for k in (KEYS.raw, KEYS.target, KEYS.weights)
-            ]
-            optimizer.zero_grad()
-            prediction = model(tensors[0])
-            value = loss(prediction, tensors[1], tensors[2])
-            value.backward()
-            optimizer.step()
-            rate = scheduler.get_last_lr()[0]
-            scheduler.step()
-            stats.append(
-                {
-                    "iteration": it,
-                    "loss": value.item(),
-                    "learning_rate": rate,
-                    "seconds": time.perf_counter() - t0,
-                }
-            )
-            if snapshot_dir is not None and it % run.trainer.snapshot_interval == 0:
-                pred = prediction.detach().cpu().numpy()
-                _write_snapshot(Path(snapshot_dir) / f"{it}.zarr", batch, pred)
+    iterations = range(start + 1, until + 1)
+    progress = tqdm(total=len(iterations), desc=f"train {resolved.name}", mininterval=5)
+    t0 = time.perf_counter()
+    for it, batch in batches(resolved, datasets, iterations, run.trainer.num_data_fetchers):
+        value, prediction = _step(model, optimizer, batch, device)
+        rate = scheduler.get_last_lr()[0]
+        scheduler.step()
+        now = time.perf_counter()
+        stats.append({"iteration": it, "loss": value, "learning_rate": rate, "seconds": now - t0})
+        t0 = now
+        progress.update()
+        if snapshot_dir is not None and it % run.trainer.snapshot_interval == 0:
+            pred = prediction.detach().cpu().numpy()
+            _write_snapshot(Path(snapshot_dir) / f"{it}.zarr", batch, pred)
+    progress.close()
     save_checkpoint(
         Path(checkpoint_out),
         {
@@ -249,6 +181,8 @@ def train(
         },
     )
     summary = {"run": resolved.name, "start": start, "until": until, "iterations": stats}
+    if init_checkpoint is not None and start_checkpoint is None:
+        summary["initialised_from"] = {"checkpoint": str(init_checkpoint), "fresh": reinitialised}
     if stats_out is not None:
         arrays.write_json(stats_out, summary)
     return summary

@@ -1,15 +1,33 @@
 """Looking at a run in neuroglancer, served on loopback and read lazily from zarr.
 
-Layers: raw, GT (if any), the prediction (affinities as RGB), fragments and the
-segmentation, at their voxel size and offset. Without ``--target`` the viewer
-shows the best validation (by the run's criterion, or ``--iteration``) and, while
-the run is still training, follows a new best as it appears.
+Layers are named ``NAME/ARRAY``: NAME is a validation dataset or the apply
+target, ARRAY is raw, gt (if the dataset has labels), prediction (affinities as
+RGB), fragments or segmentation, each at its voxel size and offset.
+
+- ``--target NAME`` shows that apply target, with the GT of its input dataset if
+  it has one.
+- ``--iteration IT`` shows the validation of that iteration.
+- Otherwise the viewer follows the best validation (by the run's criterion): it
+  waits, with a message in the viewer, until ``best.json`` exists, and switches
+  to a new best once its arrays are written (when validation predictions are
+  temporary, the best one is predicted again after the selection), checking
+  every few seconds.
+
+Every validation dataset is shown. Datasets usually share world coordinates, so
+only the first one's layers start visible; tick the others in the layer list
+(a choice that survives a switch to a new best).
+
+Data paths in ``run.json`` and in a prediction's attributes are relative to the
+workflow's working directory, the parent of ``results/``; they are resolved
+against it, so the viewer may be started from any directory.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import neuroglancer
@@ -18,6 +36,8 @@ import zarr
 from . import arrays
 from .select import validation_prediction
 
+log = logging.getLogger(__name__)
+
 AFFINITY_SHADER = """
 void main() {
   emitRGB(vec3(toNormalized(getDataValue(0)),
@@ -25,26 +45,51 @@ void main() {
                toNormalized(getDataValue(2))));
 }
 """
+STATUS = "follow"  # key of the viewer's status message in follow mode
 
 
 @dataclass(frozen=True)
 class Layer:
     name: str
     path: str
-    segmentation: bool = False
+    kind: str = "image"  # or "affinities", "segmentation"
+    visible: bool = True
 
 
-def _dataset_arrays(run_json: dict, name: str) -> list[Layer]:
-    ds = run_json["datasets"][name]
-    layers = [Layer("raw", arrays.array_path(ds["container"], ds["raw"]))]
+def _workdir(run_dir: Path) -> Path:
+    """The workflow's working directory (``results/RUN`` lies under it): the data
+    paths a run records are relative to it, not to where the viewer starts."""
+    return run_dir.resolve().parents[1]
+
+
+def _dataset_layers(name: str, ds: dict, base: Path) -> list[Layer]:
+    """Raw and GT (if labelled) of a dataset: GT is what a segmentation is judged against."""
+    layers = [Layer(f"{name}/raw", str(base / arrays.array_path(ds["container"], ds["raw"])))]
     if ds.get("gt"):
-        layers.append(Layer("gt", arrays.array_path(ds["container"], ds["gt"]), True))
+        gt = str(base / arrays.array_path(ds["container"], ds["gt"]))
+        layers.append(Layer(f"{name}/gt", gt, "segmentation"))
     return layers
 
 
-def _outputs(container: Path) -> list[Layer]:
-    names = (("prediction", False), ("fragments", True), ("segmentation", True))
-    return [Layer(n, f"{container}/{n}", seg) for n, seg in names if (container / n).is_dir()]
+def _input_layers(name: str, raw: str | None, run_json: dict, base: Path) -> list[Layer]:
+    """Raw of an apply target, and GT if that raw is a dataset's with labels: the
+    prediction records only the raw path it was predicted from."""
+    if not raw:
+        return []
+    path = os.path.normpath(base / raw)
+    for ds in run_json["datasets"].values():
+        if os.path.normpath(base / arrays.array_path(ds["container"], ds["raw"])) == path:
+            return _dataset_layers(name, ds, base)
+    return [Layer(f"{name}/raw", path)]
+
+
+def _outputs(name: str, prediction: Path | None, container: Path) -> list[Layer]:
+    """The prediction (where written or kept), fragments and segmentation of a volume."""
+    found = [Layer(f"{name}/prediction", str(prediction), "affinities")] if prediction else []
+    for array in ("fragments", "segmentation"):
+        if (container / array).is_dir():
+            found.append(Layer(f"{name}/{array}", str(container / array), "segmentation"))
+    return found
 
 
 def best_iteration(run_dir: Path) -> int | None:
@@ -56,28 +101,42 @@ def best_iteration(run_dir: Path) -> int | None:
     return int(arrays.read_json(best)[criterion]["iteration"])
 
 
+def _target(run_dir: Path, run_json: dict, target: str) -> list[Layer]:
+    """An apply target with the volume it was predicted from (named in its prediction)."""
+    container = run_dir / "apply" / f"{target}.zarr"
+    if not container.is_dir():
+        raise arrays.DataError(f"{container}: no such apply target")
+    raw = zarr.open(f"{container}/prediction", mode="r").attrs.get("raw")
+    inputs = _input_layers(target, raw, run_json, _workdir(run_dir))
+    return inputs + _outputs(target, container / "prediction", container)
+
+
+def _validation(run_dir: Path, run_json: dict, dataset: str, iteration: int) -> list[Layer]:
+    """One dataset's validation; its prediction may be kept elsewhere (or deleted)."""
+    container = run_dir / "validation" / str(iteration) / f"{dataset}.zarr"
+    if not container.is_dir():
+        raise arrays.DataError(f"{container}: iteration {iteration} was not validated")
+    prediction = validation_prediction(run_dir, dataset, iteration)
+    inputs = _dataset_layers(dataset, run_json["datasets"][dataset], _workdir(run_dir))
+    return inputs + _outputs(dataset, prediction, container)
+
+
 def layers(run_dir: Path, target: str | None = None, iteration: int | None = None) -> list[Layer]:
-    """What to show: an apply target, or the validation of one iteration."""
+    """What to show: an apply target, or every validation dataset of one iteration
+    (the first dataset's layers visible)."""
     run_json = arrays.read_json(run_dir / "run.json")
     if target is not None:
-        container = run_dir / "apply" / f"{target}.zarr"
-        if not container.is_dir():
-            raise arrays.DataError(f"{container}: no such apply target")
-        raw = zarr.open(f"{container}/prediction", mode="r").attrs.get("raw")
-        return ([Layer("raw", raw)] if raw else []) + _outputs(container)
+        return _target(run_dir, run_json, target)
     iteration = iteration or best_iteration(run_dir)
     if iteration is None:
         raise arrays.DataError(
             f"{run_dir}: no validation selected yet (best.json); use --iteration"
         )
-    dataset = run_json["run"]["run"]["datasplit"]["validate"][0]
-    container = run_dir / "validation" / str(iteration) / f"{dataset}.zarr"
-    if not container.is_dir():
-        raise arrays.DataError(f"{container}: iteration {iteration} was not validated")
-    prediction = validation_prediction(run_dir, dataset, iteration)
-    kept = [Layer("prediction", str(prediction))] if prediction else []
-    outputs = [layer for layer in _outputs(container) if layer.name != "prediction"]
-    return _dataset_arrays(run_json, dataset) + kept + outputs
+    shown = []
+    for i, dataset in enumerate(run_json["run"]["run"]["datasplit"]["validate"]):
+        found = _validation(run_dir, run_json, dataset, iteration)
+        shown += [replace(layer, visible=i == 0) for layer in found]
+    return shown
 
 
 def _volume(path: str) -> neuroglancer.LocalVolume:
@@ -93,18 +152,30 @@ def _volume(path: str) -> neuroglancer.LocalVolume:
 
 
 def show(viewer: neuroglancer.Viewer, shown: list[Layer]) -> None:
+    """Replace the layers; a layer shown before keeps the visibility the user gave it."""
     with viewer.txn() as state:
+        visible = {layer.name: layer.visible for layer in state.layers}
         state.layers.clear()
         for layer in shown:
             source = _volume(layer.path)
-            if layer.segmentation:
+            if layer.kind == "segmentation":
                 state.layers[layer.name] = neuroglancer.SegmentationLayer(source=source)
-            elif layer.name == "prediction":
+            elif layer.kind == "affinities":
                 state.layers[layer.name] = neuroglancer.ImageLayer(
                     source=source, shader=AFFINITY_SHADER
                 )
             else:
                 state.layers[layer.name] = neuroglancer.ImageLayer(source=source)
+            state.layers[layer.name].visible = visible.get(layer.name, layer.visible)
+
+
+def serve(bind: str = "127.0.0.1") -> neuroglancer.Viewer:
+    """An empty viewer; its URL is ``viewer.get_viewer_url()``. Anything but loopback
+    is warned about: neuroglancer has no authentication."""
+    if bind != "127.0.0.1":
+        log.warning("serving on %s: anyone who can reach it sees the data", bind)
+    neuroglancer.set_server_bind_address(bind, bind_port=0)
+    return neuroglancer.Viewer()
 
 
 def start(
@@ -113,26 +184,54 @@ def start(
     iteration: int | None = None,
     bind: str = "127.0.0.1",
 ) -> neuroglancer.Viewer:
-    """Serve the layers of a run; the returned viewer's URL is ``viewer.get_viewer_url()``."""
-    neuroglancer.set_server_bind_address(bind, bind_port=0)
-    viewer = neuroglancer.Viewer()
+    """Serve what ``layers`` selects now; raises if nothing is selected yet."""
+    viewer = serve(bind)
     show(viewer, layers(Path(run_dir), target, iteration))
     return viewer
 
 
+def _status(viewer: neuroglancer.Viewer, text: str) -> None:
+    """Say in the viewer (and once on stderr) why nothing new is shown; "" clears it."""
+    if viewer.config_state.state.status_messages.get(STATUS, "") == text:
+        return
+    with viewer.config_state.txn() as state:
+        state.status_messages.pop(STATUS, None)
+        if text:
+            state.status_messages[STATUS] = text
+    if text:
+        log.info(text)
+
+
+def _written(shown: list[Layer]) -> bool:
+    """Whether every dataset's prediction and segmentation exist (a new best's prediction
+    may still be computed when validation predictions are temporary)."""
+    names = {layer.name for layer in shown}
+    datasets = {layer.name.split("/")[0] for layer in shown}
+    return all({f"{d}/prediction", f"{d}/segmentation"} <= names for d in datasets)
+
+
 def refresh(viewer: neuroglancer.Viewer, run_dir: str | Path, shown: int | None) -> int | None:
-    """Show the newest best validation if it differs from ``shown``; return what is shown."""
-    newest = best_iteration(Path(run_dir))
-    if newest is not None and newest != shown:
-        show(viewer, layers(Path(run_dir), None, newest))
-        print(f"showing the best validation: iteration {newest}", flush=True)
-        return newest
-    return shown
+    """Show the newest best validation if it differs from ``shown`` and its arrays are
+    written; return the iteration shown. Otherwise the next call tries again."""
+    run_dir = Path(run_dir)
+    newest = best_iteration(run_dir)
+    if newest is None or newest == shown:
+        if shown is None:
+            _status(viewer, f"waiting for the first selection ({run_dir}/best.json)")
+        return shown
+    new = layers(run_dir, None, newest)
+    if not _written(new):
+        _status(viewer, f"iteration {newest} selected: waiting for its prediction")
+        return shown
+    show(viewer, new)
+    _status(viewer, "")
+    log.info("showing the best validation: iteration %d", newest)
+    return newest
 
 
 def follow(viewer: neuroglancer.Viewer, run_dir: str | Path, poll_seconds: float = 5.0) -> None:
-    """Until Ctrl-C: when a new best iteration is selected, show its validation."""
-    shown = best_iteration(Path(run_dir))
+    """Until Ctrl-C: show the best validation, and each new best once it is written."""
+    shown = None
     while True:
-        time.sleep(poll_seconds)
         shown = refresh(viewer, run_dir, shown)
+        time.sleep(poll_seconds)

@@ -47,6 +47,16 @@ def test_repetitions_expand_to_numbered_runs_with_distinct_seeds():
         (lambda d: d.update(apply=[{"run": "r", "input": "a", "roi": "0:1"}]), "apply[0].roi"),
         (lambda d: d["runs"]["r"].update(criterion="best"), "runs.r.criterion"),
         (lambda d: d["runs"]["r"].update(task={"neighborhood": [[3, 0, 0]]}), "neighborhood"),
+        (lambda d: d["runs"]["r"].update(start={"run": "other"}), "runs.r.start.run: unknown"),
+        (lambda d: d["runs"]["r"].update(start={"run": "r"}), "starts from itself (r -> r)"),
+        (lambda d: d["runs"]["r"].update(start={"run": "r", "criterion": "x"}), "start.criterion"),
+        (lambda d: d["runs"]["r"].update(trainer={"num_data_fetchers": -1}), "fetchers"),
+        (
+            lambda d: d["runs"]["r"].update(
+                trainer={"augments": [{"type": "elastic", "jitter_sigma": [1, 1]}]}
+            ),
+            "runs.r.trainer.augments[0].jitter_sigma: needs 3 entries",
+        ),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(mutate, expected):

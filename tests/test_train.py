@@ -18,7 +18,7 @@ import torch
 from conftest import TINY
 from funlib.geometry import Coordinate
 
-from dacapo_core import arrays, config, train
+from dacapo_core import arrays, batches, config, train
 from dacapo_core.demo import make_demo
 
 #: every augmentation, so that all their randomness is covered by the seeding
@@ -129,10 +129,10 @@ def with_trainer(resolved: config.ResolvedRun, **updates) -> config.ResolvedRun:
 def batch(resolved, datasets, augments, seed=7):
     """One batch with the given augmentations (and none of the run's)."""
     resolved = with_trainer(resolved, augments=augments)
-    voxel_size = train.training_voxel_size(resolved, datasets)
-    pipeline = train.build_pipeline(resolved, datasets, voxel_size)
+    voxel_size = batches.training_voxel_size(resolved, datasets)
+    pipeline = batches.build_pipeline(resolved, datasets, voxel_size)
     with gp.build(pipeline):
-        return pipeline.request_batch(train.make_request(resolved, voxel_size, seed))
+        return pipeline.request_batch(batches.make_request(resolved, voxel_size, seed))
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ def aligned(resolved, blocks, augment, seed=3) -> tuple[np.ndarray, np.ndarray]:
     """(raw where the labels are, brightness of those labels) of one batch."""
     datasets, brightness = blocks
     result = batch(resolved, datasets, [augment] if augment else [], seed=seed)
-    raw, gt = result[train.KEYS.raw], result[train.KEYS.gt]
+    raw, gt = result[batches.KEYS.raw], result[batches.KEYS.gt]
     inner = raw.data[0, 0][((gt.spec.roi - raw.spec.roi.offset) / 8).to_slices()]
     return inner, brightness[gt.data[0]]
 
@@ -209,9 +209,36 @@ def test_min_masked_rejects_samples_outside_the_mask(tmp_path, demo):
         fractions = []
         for seed in range(8):
             result = batch(with_trainer(resolved, min_masked=min_masked), datasets, [], seed)
-            raw, weights = result[train.KEYS.raw], result[train.KEYS.weights]
+            raw, weights = result[batches.KEYS.raw], result[batches.KEYS.weights]
             where = (weights.spec.roi - raw.spec.roi.offset) / 8
             position = np.rint(raw.data[0, 0][where.to_slices()] * 255)
             fractions.append((position >= 48).mean())
             assert not weights.data[0][:, position < 48].any()  # no loss outside the mask
         assert inside(min(fractions)), fractions
+
+
+def test_fetcher_processes_make_the_same_batches_as_the_training_process(demo):
+    root, resolved, datasets = demo
+    for fetchers in (0, 2):
+        run = with_trainer(resolved, num_data_fetchers=fetchers)
+        train.train(run, datasets, 4, root / f"fetchers{fetchers}/4.pt")
+    assert_identical(state_of(root / "fetchers0/4.pt"), state_of(root / "fetchers2/4.pt"))
+
+
+def test_fine_tuning_keeps_fitting_layers_and_reinitialises_a_new_head(demo):
+    root, resolved, datasets = demo
+    train.train(resolved, datasets, 2, root / "base/2.pt")
+    task = config.AffinitiesTask(neighborhood=[[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    narrow = resolved.model_copy(update={"run": resolved.run.model_copy(update={"task": task})})
+    model = train.new_model(narrow)
+    fresh = train.init_from(model, root / "base/2.pt")
+    assert [line.split()[0] for line in fresh] == ["head.weight", "head.bias"]
+    base = state_of(root / "base/2.pt")["model"]
+    state = model.state_dict()
+    assert torch.equal(state["down.0.0.weight"], base["down.0.0.weight"])
+    assert state["head.weight"].shape[0] == 3 != base["head.weight"].shape[0]
+    stats = train.train(
+        narrow, datasets, 2, root / "tuned/2.pt", init_checkpoint=root / "base/2.pt"
+    )
+    assert stats["initialised_from"]["fresh"] == fresh
+    assert state_of(root / "tuned/2.pt")["model"]["head.weight"].shape[0] == 3

@@ -4,8 +4,8 @@
 
 rule predict:
     input:
+        unpack(apply_selection(parameters=False)),
         checkpoints=apply_checkpoints,
-        best="results/{run}/best.json",
         data=lambda w: container(apply_entry(w).input),
     output:
         directory("results/{run}/apply/{target}.zarr/prediction"),
@@ -28,8 +28,8 @@ rule predict:
 
 rule segment:
     input:
+        unpack(apply_selection(parameters=True)),
         prediction="results/{run}/apply/{target}.zarr/prediction",
-        best="results/{run}/best.json",
     output:
         segmentation=directory("results/{run}/apply/{target}.zarr/segmentation"),
         fragments=directory("results/{run}/apply/{target}.zarr/fragments"),

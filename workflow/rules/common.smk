@@ -10,6 +10,7 @@ from snakemake.utils import validate
 
 from dacapo_core import config as dconfig
 from dacapo_core import preflight
+from dacapo_core.select import apply_inputs
 
 DEMO_CONFIG = Path(workflow.basedir) / "config" / "config.yaml"
 
@@ -85,6 +86,9 @@ def train_inputs(wildcards) -> dict:
     previous = its.index(it) - 1
     if previous >= 0:
         inputs["start"] = f"results/{wildcards.run}/checkpoints/{its[previous]}.pt"
+    elif run.start is not None:  # fine-tuning: the other run's selection picks one of these
+        inputs["init_best"] = f"results/{run.start.run}/best.json"
+        inputs["init_checkpoints"] = run_checkpoints(run.start.run)
     return inputs
 
 
@@ -99,10 +103,13 @@ def apply_entry(wildcards) -> dconfig.ApplyConfig:
     return APPLY[(wildcards.run, wildcards.target)]
 
 
-def checkpoints_of_run(wildcards) -> list[str]:
+def run_checkpoints(name: str) -> list[str]:
     """All checkpoints of a run: a rule that reads best.json picks one of them."""
-    its = run_of(wildcards).run.iterations()
-    return [f"results/{wildcards.run}/checkpoints/{it}.pt" for it in its]
+    return [f"results/{name}/checkpoints/{it}.pt" for it in RUNS[name].run.iterations()]
+
+
+def checkpoints_of_run(wildcards) -> list[str]:
+    return run_checkpoints(wildcards.run)
 
 
 def apply_checkpoints(wildcards) -> list[str]:
@@ -111,6 +118,12 @@ def apply_checkpoints(wildcards) -> list[str]:
     if entry.iteration:
         return [f"results/{wildcards.run}/checkpoints/{entry.iteration}.pt"]
     return checkpoints_of_run(wildcards)
+
+
+def apply_selection(parameters: bool):
+    """Input function: best.json, the pinned iteration's scores.json, or nothing when
+    the config pins it all (select.apply_inputs); parameters=False for the iteration only."""
+    return lambda w: apply_inputs(apply_entry(w), f"results/{w.run}", parameters)
 
 
 def best_predictions(run: str) -> list[str]:

@@ -1,18 +1,19 @@
-"""Rule predict: blockwise prediction of an apply target with the selected checkpoint."""
+"""Rule predict: blockwise prediction of an apply target with the selected (or pinned) model."""
 
 from funlib.geometry import Coordinate
 
 from dacapo_core import arrays, logs
 from dacapo_core.config import ApplyConfig
 from dacapo_core.predict import predict_blockwise
-from dacapo_core.select import checkpoint_of
+from dacapo_core.select import apply_choice, checkpoint_of
 
 logs.to_file(snakemake.log[0])
 entry = ApplyConfig.model_validate(snakemake.params.entry)
-best = arrays.read_json(snakemake.input.best)[snakemake.params.criterion]
-checkpoint = checkpoint_of(snakemake.input.checkpoints, entry.iteration or best["iteration"])
+choice = apply_choice(
+    entry, snakemake.params.criterion, best=snakemake.input.get("best"), parameters=False
+)
 predict_blockwise(
-    checkpoint,
+    checkpoint_of(snakemake.input.checkpoints, choice["iteration"]),
     snakemake.params.raw,
     snakemake.output[0],
     roi=arrays.parse_roi(entry.roi) if entry.roi else None,

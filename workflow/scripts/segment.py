@@ -1,18 +1,28 @@
-"""Rule segment: seamless blockwise watershed at the selected (or pinned) threshold."""
+"""Rule segment: seamless blockwise watershed with the selected (or pinned) parameters."""
+
+import logging
 
 from dacapo_core import arrays, logs
 from dacapo_core.config import ApplyConfig, FragmentOptions
 from dacapo_core.postprocess import segment_blockwise
+from dacapo_core.select import apply_choice
 
 logs.to_file(snakemake.log[0])
 entry = ApplyConfig.model_validate(snakemake.params.entry)
-best = arrays.read_json(snakemake.input.best)[snakemake.params.criterion]
+choice = apply_choice(
+    entry,
+    snakemake.params.criterion,
+    best=snakemake.input.get("best"),
+    scores=snakemake.input.get("scores"),
+)
+logging.getLogger("segment").info("apply choice: %s", choice)
+params = choice["parameters"]
 segment_blockwise(
     snakemake.input.prediction,
     snakemake.output.segmentation,
-    threshold=entry.threshold or best["parameters"]["threshold"],
-    merge_function=best["parameters"]["merge_function"],
-    min_size=best["parameters"]["min_size"],
+    threshold=params["threshold"],
+    merge_function=params["merge_function"],
+    min_size=params["min_size"],
     block_shape=arrays.open_array(snakemake.input.prediction).data.chunksize[1:],
     num_workers=entry.num_workers,
     frags_path=snakemake.output.fragments,

@@ -1,0 +1,110 @@
+"""Training throughput: the real training loop against a bare PyTorch loop.
+
+    .venv/bin/python bench/train_throughput.py [--iterations 30] [--fetchers 0 1 2]
+
+Printed, all measured in this run on this machine, for the demo network
+(config/config.yaml) on the demo data:
+- iterations/s of a bare PyTorch loop over in-memory tensors of the same shapes
+  (same model, loss and optimizer): the limit;
+- iterations/s of ``train.train`` (gunpowder pipeline + model) for each number of
+  data fetcher processes, and its ratio to the limit (target >= 0.9);
+- batches/s of the data pipeline alone (no network);
+- peak RSS of this process and of its largest child (the fetchers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from dacapo_core import config, train
+from dacapo_core.batches import KEYS, BatchMaker
+from dacapo_core.demo import make_demo
+from dacapo_core.task import loss
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def demo_run(root: Path, fetchers: int) -> tuple[config.ResolvedRun, dict]:
+    """The demo experiment with its data in ``root`` and ``fetchers`` fetchers."""
+    experiment = config.load(REPO / "config/config.yaml")
+    datasets = {
+        name: ds.model_copy(update={"container": str(root / "demo.zarr")})
+        for name, ds in experiment.datasets.items()
+    }
+    resolved = experiment.resolved_runs()["affs_unet"]
+    trainer = resolved.run.trainer.model_copy(update={"num_data_fetchers": fetchers})
+    run = resolved.run.model_copy(update={"trainer": trainer})
+    return resolved.model_copy(update={"run": run}), datasets
+
+
+def bare_loop(resolved: config.ResolvedRun, batch, iterations: int) -> float:
+    """Iterations/s with the batch's tensors already in memory: no data pipeline."""
+    model = train.new_model(resolved)
+    optimizer = train.new_optimizer(resolved.run.trainer, model)
+    raw, target, weights = (
+        torch.from_numpy(batch[k].data) for k in (KEYS.raw, KEYS.target, KEYS.weights)
+    )
+    start = time.perf_counter()
+    for _ in range(iterations):
+        optimizer.zero_grad()
+        loss(model(raw), target, weights).backward()
+        optimizer.step()
+    return iterations / (time.perf_counter() - start)
+
+
+def training_loop(resolved: config.ResolvedRun, datasets: dict, root: Path, n: int) -> float:
+    """Iterations/s of train.train, from the per-iteration times it records.
+
+    The first iterations (fetcher start-up, first allocations) are left out.
+    """
+    stats = train.train(resolved, datasets, n + 5, root / f"{time.time_ns()}.pt")
+    seconds = [s["seconds"] for s in stats["iterations"][5:]]
+    return len(seconds) / sum(seconds)
+
+
+def pipeline_alone(resolved: config.ResolvedRun, datasets: dict, n: int) -> tuple[float, object]:
+    maker = BatchMaker(resolved, datasets)
+    maker(0)
+    start = time.perf_counter()
+    for i in range(1, n + 1):
+        batch = maker(i)
+    rate = n / (time.perf_counter() - start)
+    maker.close()
+    return rate, batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--fetchers", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        make_demo(str(root / "demo.zarr"), seed=0)
+        resolved, datasets = demo_run(root, 0)
+        shape = resolved.run.architecture.input_shape
+        print(f"demo network, input {shape}, batch size {resolved.run.trainer.batch_size}")
+        pipeline_rate, batch = pipeline_alone(resolved, datasets, args.iterations)
+        limit = bare_loop(resolved, batch, args.iterations)
+        print(f"bare PyTorch loop (limit)   {limit:6.2f} it/s")
+        print(f"data pipeline alone         {pipeline_rate:6.2f} batches/s")
+        for fetchers in args.fetchers:
+            resolved, datasets = demo_run(root, fetchers)
+            rate = training_loop(resolved, datasets, root, args.iterations)
+            print(
+                f"train.train, {fetchers} fetcher(s)   {rate:6.2f} it/s  ratio {rate / limit:.2f}"
+            )
+    self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"peak RSS: this process {self_mb:.0f} MB, largest fetcher {child_mb:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
