@@ -31,6 +31,9 @@ class BlockWorker:
     """A daisy worker function: set up once (open arrays, load a model), then process
     blocks until none are left. Subclasses implement ``setup`` and ``process``."""
 
+    #: daisy's id of this worker process (0 .. num_workers - 1), known in ``setup``
+    worker_id: int = 0
+
     def setup(self) -> None:
         """Per-process preparation; runs in the worker, not in the scheduler."""
 
@@ -39,6 +42,7 @@ class BlockWorker:
 
     def __call__(self) -> None:
         client = daisy.Client()
+        self.worker_id = max(0, client.worker_id)
         self.setup()
         while True:
             with client.acquire_block() as block:

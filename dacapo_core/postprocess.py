@@ -61,12 +61,30 @@ class Graph:
             raise FileNotFoundError(f"{graph_dir}: no region graph blocks")
         edges = np.concatenate([p["edges"] for p in parts]).reshape(-1, 2)
         unique, inverse = np.unique(edges, axis=0, return_inverse=True)
-        stats = np.zeros((len(unique), 2 + BINS))
-        np.add.at(stats, inverse.ravel(), np.concatenate([p["stats"] for p in parts]))
+        stats = _merge_block_stats(np.concatenate([p["stats"] for p in parts]), inverse.ravel())
         # a fragment crossing block faces is counted in each block: sum its parts
         nodes, where = np.unique(np.concatenate([p["nodes"] for p in parts]), return_inverse=True)
         sizes = np.bincount(where.ravel(), np.concatenate([p["sizes"] for p in parts]))
         return cls(nodes, sizes.astype(np.int64), unique.astype(np.uint64), stats)
+
+
+def _merge_block_stats(rows: np.ndarray, edge: np.ndarray) -> np.ndarray:
+    """One stats row per edge from its rows in several blocks.
+
+    Sums and counts add up. Each block's histogram holds only that block's top
+    bin (waterz's InitWithMax); an edge crossing blocks keeps the counts of its
+    overall top bin only, so it equals the whole-volume edge.
+    """
+    n = int(edge.max()) + 1 if len(edge) else 0
+    stats = np.zeros((n, 2 + BINS))
+    np.add.at(stats[:, :2], edge, rows[:, :2])
+    hist = rows[:, 2:]
+    row_top = BINS - 1 - np.argmax(hist[:, ::-1] > 0, axis=1)
+    top = np.full(n, -1)
+    np.maximum.at(top, edge, row_top)
+    keep = row_top == top[edge]
+    np.add.at(stats[:, 2:], edge[keep], hist[keep])
+    return stats
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """Blockwise prediction: daisy blocks much larger than the network window.
 
-Each worker loads the model once and scans its block with windows of the
-network's eval output shape, several windows per forward pass. The context
-each block reads follows from the network's input/output shapes; raw is padded
-with zeros only where the data itself ends.
+Each worker loads the model once (on its own GPU when there are several) and
+scans its block with the largest windows the block and ``max_input_voxels``
+allow, one per forward pass: one large window recomputes less context than a
+batch of small ones, on CPU and GPU alike. The context each block reads follows
+from the network's input/output shapes; raw is padded with zeros only where the
+data itself ends.
 """
 
 from __future__ import annotations
@@ -107,6 +109,13 @@ class Predictor:
         return result[(slice(None), *((roi - covered.begin) / vs).to_slices())]
 
 
+def worker_device(device: str, worker_id: int, gpus: int) -> str:
+    """Each worker its own GPU (round robin) when several are visible; else ``device``."""
+    if device == "auto" and gpus > 1:
+        return f"cuda:{worker_id % gpus}"
+    return device
+
+
 @dataclass
 class PredictWorker(blockwise.BlockWorker):
     """Loads the model once per worker process, then predicts whole blocks."""
@@ -119,7 +128,8 @@ class PredictWorker(blockwise.BlockWorker):
 
     def setup(self) -> None:
         torch.set_num_threads(self.threads)  # workers share the job's cores, not oversubscribe
-        self.predictor = Predictor.load(self.checkpoint, self.device)
+        device = worker_device(self.device, self.worker_id, torch.cuda.device_count())
+        self.predictor = Predictor.load(self.checkpoint, device)
         self.raw_array = arrays.open_array(self.raw)
         self.out_array = arrays.open_array(self.out, mode="r+")
         self.scale = arrays.affinity_scale(self.out)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from funlib.geometry import Coordinate
+from tqdm import tqdm
 
 from . import arrays, blockwise, postprocess
 from .config import CRITERIA, WatershedConfig
@@ -55,7 +56,7 @@ def sweep(
     t1 = time.perf_counter()
     results, best, best_seg = [], None, None
     sign = 1 if CRITERIA[criterion] == "lower" else -1
-    for params in parameter_sets:
+    for params in tqdm(parameter_sets, desc="sweep", unit="set", mininterval=5):
         history = histories[params["merge_function"], params["min_size"]]
         seg = postprocess.relabel(frags, *history.lookup(params["threshold"]))
         scores = evaluate(seg, gt)

@@ -15,7 +15,7 @@ from conftest import BIN, TINY
 from funlib.geometry import Coordinate, Roi
 
 from dacapo_core import arrays, config, postprocess, train
-from dacapo_core.predict import Predictor, predict_blockwise
+from dacapo_core.predict import Predictor, predict_blockwise, worker_device
 
 VS = Coordinate(8, 8, 8)
 
@@ -148,3 +148,43 @@ def test_failed_segment_resumes_the_unfinished_blocks(tmp_path):
     postprocess.segment_blockwise(path, fresh, 0.5, block_shape=(8, 8, 8), options=options)
     a, b = arrays.open_array(seg), arrays.open_array(fresh)
     assert np.array_equal(a.to_ndarray(a.roi), b.to_ndarray(b.roi))
+
+
+def test_killed_segment_reruns_only_unfinished_blocks(tmp_path):
+    """SIGKILL while fragments are being written; the rerun keeps the finished
+    blocks' fragments and its segmentation equals an uninterrupted run's."""
+    rng = np.random.default_rng(2)
+    affs = rng.uniform(0, 1, (3, 48, 48, 48)).astype(np.float32)
+    affs_path = f"{tmp_path}/a.zarr/affs"
+    arrays.write_numpy(affs_path, affs, VS)
+    out = tmp_path / "s.zarr/seg"
+    command = [str(BIN / "dacapo-flow"), "segment", "--affinities", affs_path, "--out", str(out)]
+    command += ["--threshold", "0.5", "--workers", "1", "--block-shape", "8", "8", "8"]
+    staged = Path(arrays.staging(tmp_path / "s.zarr/seg_fragments"))
+    job = subprocess.Popen(command, start_new_session=True, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(chunk_files(staged)) < 20 and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    assert not out.exists()
+    before = chunk_files(staged)
+    assert 20 <= len(before) < 6**3
+
+    assert subprocess.run(command, capture_output=True).returncode == 0
+    frags = tmp_path / "s.zarr/seg_fragments"
+    after = {p.relative_to(frags): t for p, t in chunk_files(frags).items()}
+    kept = [p for p, t in before.items() if after.get(p.relative_to(staged)) == t]
+    assert len(kept) >= len(before) - 1 and len(after) == 6**3
+
+    fresh = tmp_path / "fresh.zarr/seg"
+    command[command.index(str(out))] = str(fresh)
+    assert subprocess.run(command, capture_output=True).returncode == 0
+    a, b = arrays.open_array(out), arrays.open_array(fresh)
+    assert np.array_equal(a.to_ndarray(a.roi), b.to_ndarray(b.roi))
+
+
+def test_workers_get_their_own_gpu_when_several_are_visible():
+    assert [worker_device("auto", w, 2) for w in range(3)] == ["cuda:0", "cuda:1", "cuda:0"]
+    assert worker_device("auto", 3, 1) == "auto"  # one GPU (or none): as configured
+    assert worker_device("cpu", 1, 4) == "cpu"

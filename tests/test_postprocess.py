@@ -146,3 +146,25 @@ def test_a_block_that_keeps_failing_fails_the_job_naming_it(tmp_path):
     assert "fragments: 1 of 8 blocks failed" in message
     assert "[32:64,0:32,0:32]" in message  # the block and its ROI
     assert "\n" not in message
+
+
+def test_edges_of_blocks_add_up_to_the_edges_of_the_whole(tmp_path):
+    """Statistics of an edge split across blocks equal the whole-volume edge's,
+    histogram included (only the overall top bin counts, as in waterz)."""
+    rng = np.random.default_rng(4)
+    frags = rng.integers(1, 4, (13, 6, 6)).astype(np.uint64)
+    affs = rng.uniform(0, 1, (3, *frags.shape))
+    for name, (begin, end) in {"lower": (0, 7), "upper": (6, 13)}.items():
+        part = edges_of(frags[begin:end], affs[:, begin:end])
+        np.savez(tmp_path / f"{name}.npz", **part)
+    blocks = postprocess.Graph.load(tmp_path)
+    whole_edges, whole_stats = postprocess.edges(frags, affs)
+    assert np.array_equal(blocks.edges, whole_edges)
+    assert np.allclose(blocks.stats, whole_stats)
+
+
+def edges_of(frags: np.ndarray, affs: np.ndarray) -> dict[str, np.ndarray]:
+    """One block's graph file: its first z slab is the context of the block below."""
+    pairs, stats = postprocess.edges(frags, affs)
+    nodes, sizes = np.unique(frags[1:], return_counts=True)
+    return {"nodes": nodes, "sizes": sizes, "edges": pairs, "stats": stats}

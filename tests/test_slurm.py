@@ -8,6 +8,7 @@ profile itself stays realistic.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pytest
 from conftest import BIN, REPO, TINY, snakemake, write_config
+
+from dacapo_core import arrays
 
 pytestmark = pytest.mark.slow
 
@@ -60,8 +63,11 @@ def test_tiny_workflow_runs_through_sbatch(cluster, tmp_path):
     config = write_config(tmp_path, TINY)
     result = on_slurm(tmp_path, config)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "results/tiny/apply/test_a.zarr/segmentation").is_dir()
-    assert (tmp_path / "results/tiny/best.json").is_file()
+    seg = arrays.open_array(tmp_path / "results/tiny/apply/test_a.zarr/segmentation")
+    raw = arrays.open_array(tmp_path / "data/demo.zarr/test/raw")
+    assert seg.roi == raw.roi and seg.voxel_size == raw.voxel_size
+    best = json.loads((tmp_path / "results/tiny/best.json").read_text())
+    assert best["voi"]["iteration"] in (10, 20)
     accounting = subprocess.run(
         ["sacct", "-X", "-n", "-P", "-S", cluster, "-o", "JobID,State"],
         capture_output=True,

@@ -242,3 +242,27 @@ def test_fine_tuning_keeps_fitting_layers_and_reinitialises_a_new_head(demo):
     )
     assert stats["initialised_from"]["fresh"] == fresh
     assert state_of(root / "tuned/2.pt")["model"]["head.weight"].shape[0] == 3
+
+
+def test_training_datasets_are_sampled_by_their_weights(tmp_path, demo):
+    _, resolved, _ = demo
+    datasets = {}
+    for name, value in (("bright", 200), ("dark", 50)):
+        container = f"{tmp_path}/{name}.zarr"
+        raw = np.full((40, 64, 64), value, np.uint8)
+        arrays.write_numpy(f"{container}/raw", raw, Coordinate(8, 8, 8))
+        arrays.write_numpy(f"{container}/gt", np.ones(raw.shape, np.uint64), Coordinate(8, 8, 8))
+        datasets[name] = config.DatasetConfig(container=container, raw="raw", gt="gt")
+
+    def bright_fraction(weights: list[float]) -> float:
+        split = config.DataSplit(train=["bright", "dark"], train_weights=weights)
+        run = resolved.run.model_copy(update={"datasplit": split})
+        weighted = resolved.model_copy(update={"run": run})
+        means = [
+            batch(weighted, datasets, [], seed)[batches.KEYS.raw].data.mean() for seed in range(12)
+        ]
+        return float(np.mean(np.array(means) > 0.5))
+
+    assert bright_fraction([1.0, 0.0]) == 1.0
+    assert bright_fraction([0.0, 1.0]) == 0.0
+    assert 0.0 < bright_fraction([0.5, 0.5]) < 1.0
