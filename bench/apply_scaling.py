@@ -114,10 +114,32 @@ def segment_speed(tmp: Path, size: int, workers: list[int], block: int) -> None:
         print(f"  {block}^3 blocks, {n} worker(s): {rate:,.0f} voxels/s, ratio {rate / limit:.2f}")
 
 
-#: run in a fresh interpreter, so that its peak RSS and its workers' are this stage's only
+#: run in a fresh interpreter; peaks are VmHWM (getrusage's maxrss would include the
+#: RSS of the process that forked it), workers' sampled while they run
 MEASURE = """
-import json, resource, sys
+import json, os, sys, threading
+from pathlib import Path
 from funlib.geometry import Coordinate
+
+def hwm(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+def descendants(pid):  # children of every thread: daisy starts workers from its own
+    tasks = Path(f"/proc/{pid}/task").iterdir()
+    children = [int(c) for t in tasks for c in (t / "children").read_text().split()]
+    return children + [d for c in children for d in descendants(c)]
+
+peak, done = {"worker": 0}, threading.Event()
+def watch():
+    while not done.wait(0.1):
+        try:  # a worker may exit while we read it
+            peak["worker"] = max([peak["worker"], *map(hwm, descendants(os.getpid()))])
+        except OSError:
+            pass
+threading.Thread(target=watch, daemon=True).start()
 stage, tmp, block = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if stage == "predict":
     from dacapo_core.predict import predict_blockwise
@@ -127,13 +149,13 @@ else:
     from dacapo_core.postprocess import segment_blockwise
     segment_blockwise(f"{tmp}/m.zarr/affs", f"{tmp}/m.zarr/seg", 0.5, block_shape=(block,) * 3,
                       num_workers=1)
-print(json.dumps({"job": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  "worker": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
+done.set()
+print(json.dumps({"job": hwm("self"), "worker": peak["worker"]}))
 """
 
 
 def peak_rss(tmp: Path, sizes: list[int], block: int) -> None:
-    print(f"peak RSS (MiB) at {block}^3 blocks, 1 worker: job (scheduler) / largest worker")
+    print(f"peak RSS (MiB) at {block}^3 blocks, 1 worker: job / largest worker")
     make_checkpoint(tmp / "model.pt")
     for size in sizes:
         rng = np.random.default_rng(0)
