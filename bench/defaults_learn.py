@@ -61,14 +61,17 @@ def minimal_config(train_until: int, interval: int) -> dict:
 
 def learned(workdir: Path, train_until: int, interval: int) -> dict:
     """Run the workflow; the selected scores (by the default criterion) and wall time."""
-    (workdir / "config.yaml").write_text(yaml.safe_dump(minimal_config(train_until, interval)))
+    config = workdir / "config.yaml"
+    config.write_text(yaml.safe_dump(minimal_config(train_until, interval)))
     snakemake = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile")]
     t0 = time.perf_counter()
-    subprocess.run(
-        [*snakemake, "--directory", str(workdir), "--cores", "2", "--configfile", "config.yaml"],
-        check=True,
+    result = subprocess.run(
+        [*snakemake, "--directory", str(workdir), "--cores", "2", "--configfile", str(config)],
         capture_output=True,
+        text=True,
     )
+    if result.returncode != 0:
+        sys.exit(f"the workflow failed:\n{result.stderr[-3000:]}")
     best = arrays.read_json(workdir / "results/r/best.json")
     criterion = arrays.read_json(workdir / "results/r/run.json")["run"]["run"]["criterion"]
     choice = best[criterion]

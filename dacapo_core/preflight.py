@@ -7,7 +7,6 @@ costs nothing: no job starts and nothing is written.
 from __future__ import annotations
 
 import numpy as np
-from funlib.geometry import Coordinate
 from funlib.persistence import Array
 
 from . import arrays
@@ -66,8 +65,13 @@ def _check_run(cfg: ExperimentConfig, name: str, demo: set[str]) -> None:
                 f"datasets.{ds}.gt: labelled ROI {tuple(gt.roi.shape)} is smaller than the "
                 f"network output {tuple(needed)} of run '{name}'"
             )
-        if any(r < i for r, i in zip(raw.shape, Coordinate(arch.input_shape), strict=True)):
-            raise ConfigError(f"datasets.{ds}.raw: smaller than the input shape of run '{name}'")
+        # raw may be thinner than the network's input (it is padded where it ends), but
+        # every labelled voxel needs raw under it
+        if not raw.roi.contains(gt.roi):
+            raise ConfigError(
+                f"datasets.{ds}.gt: ROI {arrays.format_roi(gt.roi)} extends beyond raw's "
+                f"{arrays.format_roi(raw.roi)}"
+            )
 
 
 def check(cfg: ExperimentConfig) -> None:

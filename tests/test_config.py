@@ -1,9 +1,10 @@
 """Config: defaults that make a minimal config work, and one-line errors naming the key."""
 
+import numpy as np
 import pytest
 from conftest import TINY
 
-from dacapo_core import arrays, config
+from dacapo_core import arrays, config, preflight
 
 
 def minimal() -> dict:
@@ -97,3 +98,15 @@ def test_committed_schema_matches_the_models():
 
     committed = json.loads((REPO / "workflow/schemas/config.schema.json").read_text())
     assert committed == json.loads(json.dumps(config.json_schema()))
+
+
+def test_raw_thinner_than_the_input_is_padded_but_gt_needs_raw_under_it(tmp_path):
+    data = minimal()
+    data["datasets"]["a"]["container"] = str(tmp_path / "thin.zarr")
+    raw = np.zeros((50, 100, 100), np.uint8)  # thinner in z than the 76^3 input
+    arrays.write_numpy(tmp_path / "thin.zarr/raw", raw, (10, 10, 10))
+    arrays.write_numpy(tmp_path / "thin.zarr/gt", raw.astype(np.uint64), (10, 10, 10))
+    preflight.check(config.parse(data))
+    arrays.write_numpy(tmp_path / "thin.zarr/gt", raw.astype(np.uint64), (10, 10, 10), (20, 0, 0))
+    with pytest.raises(config.ConfigError, match=r"datasets.a.gt: ROI .* extends beyond raw"):
+        preflight.check(config.parse(data))
