@@ -214,10 +214,15 @@ class WatershedConfig(Strict):
     type: Literal["watershed"] = "watershed"
     fragments: FragmentOptions = FragmentOptions()
     thresholds: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
-        default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], min_length=1
+        default=[round(0.05 * i, 2) for i in range(1, 20)],
+        min_length=1,
+        description="default 0.05 .. 0.95: the graph sweep makes a fine grid cheap, and on "
+        "real EM the best threshold fell between steps of 0.1 (bench/defaults_learn.py)",
     )
     merge_function: list[Annotated[str, Field(pattern=r"^(mean|hist_quant_[1-9][0-9]?)$")]] = Field(
-        default=["mean"], min_length=1, description="mean or hist_quant_Q (Q in 1..99)"
+        default=["mean", "hist_quant_75"],
+        min_length=1,
+        description="mean or hist_quant_Q (Q in 1..99)",
     )
     min_size: list[Annotated[int, Field(ge=0)]] = Field(
         default=[0],

@@ -20,7 +20,7 @@ def test_minimal_config_gets_documented_defaults():
     assert run.criterion == "voi"
     assert run.iterations() == [500, 1000, 1500, 2000]
     assert run.task.neighborhood[:3] == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
-    assert len(run.post_processor.parameter_sets()) == 9
+    assert len(run.post_processor.parameter_sets()) == 19 * 2  # thresholds x merge functions
 
 
 def test_iterations_end_at_train_until():
