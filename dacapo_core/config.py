@@ -424,6 +424,11 @@ def _check_references(cfg: ExperimentConfig) -> None:
         for key in ("input_shape", "eval_shape_increase"):
             if len(getattr(arch, key)) != dims:
                 raise ConfigError(f"runs.{name}.architecture.{key}: needs {dims} entries")
+        for i, factor in enumerate(arch.downsample_factors):
+            if len(factor) != dims:
+                raise ConfigError(
+                    f"runs.{name}.architecture.downsample_factors[{i}]: needs {dims} entries"
+                )
         for i, augment in enumerate(run.trainer.augments):
             for key in ("control_point_spacing", "jitter_sigma"):
                 value = getattr(augment, key, None)

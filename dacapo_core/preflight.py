@@ -54,6 +54,15 @@ def _check_run(cfg: ExperimentConfig, name: str, demo: set[str]) -> None:
             output_shape(arch, shape)
         except ShapeError as e:
             raise ConfigError(f"runs.{name}.architecture.{key}: {e}") from None
+    dims = len(arch.input_shape)
+    applied = [a.input for a in cfg.apply if a.run in _repetitions(cfg, name)]
+    for ds in {*run.datasplit.train, *run.datasplit.validate_, *applied} - demo:
+        raw = _open(cfg, ds, "raw")
+        if raw.voxel_size.dims != dims:
+            raise ConfigError(
+                f"datasets.{ds}.raw: {raw.voxel_size.dims}D, but run '{name}' has a {dims}D "
+                "network (a 2D network needs 2D arrays)"
+            )
     for ds in run.datasplit.train:
         if ds in demo:
             continue
@@ -72,6 +81,11 @@ def _check_run(cfg: ExperimentConfig, name: str, demo: set[str]) -> None:
                 f"datasets.{ds}.gt: ROI {arrays.format_roi(gt.roi)} extends beyond raw's "
                 f"{arrays.format_roi(raw.roi)}"
             )
+
+
+def _repetitions(cfg: ExperimentConfig, name: str) -> list[str]:
+    """Names of a run's repetitions, as apply entries may name them."""
+    return [r for r, resolved in cfg.resolved_runs().items() if resolved.base == name]
 
 
 def check(cfg: ExperimentConfig) -> None:

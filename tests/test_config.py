@@ -54,6 +54,13 @@ def test_repetitions_expand_to_numbered_runs_with_distinct_seeds():
         (lambda d: d["runs"]["r"].update(trainer={"num_data_fetchers": -1}), "fetchers"),
         (
             lambda d: d["runs"]["r"].update(
+                task={"neighborhood": [[1, 0], [0, 1]]},
+                architecture={"input_shape": [44, 44], "eval_shape_increase": [0, 0]},
+            ),
+            "runs.r.architecture.downsample_factors[0]: needs 2 entries",
+        ),
+        (
+            lambda d: d["runs"]["r"].update(
                 trainer={"augments": [{"type": "elastic", "jitter_sigma": [1, 1]}]}
             ),
             "runs.r.trainer.augments[0].jitter_sigma: needs 3 entries",
@@ -109,4 +116,17 @@ def test_raw_thinner_than_the_input_is_padded_but_gt_needs_raw_under_it(tmp_path
     preflight.check(config.parse(data))
     arrays.write_numpy(tmp_path / "thin.zarr/gt", raw.astype(np.uint64), (10, 10, 10), (20, 0, 0))
     with pytest.raises(config.ConfigError, match=r"datasets.a.gt: ROI .* extends beyond raw"):
+        preflight.check(config.parse(data))
+
+
+def test_a_2d_network_on_3d_data_is_one_line_naming_the_dataset(tmp_path):
+    data = minimal()
+    data["datasets"]["a"]["container"] = str(tmp_path / "stack.zarr")
+    stack = np.zeros((20, 100, 100), np.uint8)
+    arrays.write_numpy(tmp_path / "stack.zarr/raw", stack, (10, 10, 10))
+    arrays.write_numpy(tmp_path / "stack.zarr/gt", stack.astype(np.uint64), (10, 10, 10))
+    data["runs"]["r"]["task"] = {"neighborhood": [[1, 0], [0, 1]]}
+    arch = {"input_shape": [44, 44], "eval_shape_increase": [0, 0], "downsample_factors": [[2, 2]]}
+    data["runs"]["r"]["architecture"] = arch
+    with pytest.raises(config.ConfigError, match=r"datasets.a.raw: 3D, but run 'r' has a 2D"):
         preflight.check(config.parse(data))
