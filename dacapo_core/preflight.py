@@ -56,8 +56,9 @@ def _check_run(cfg: ExperimentConfig, name: str, demo: set[str]) -> None:
             raise ConfigError(f"runs.{name}.architecture.{key}: {e}") from None
     dims = len(arch.input_shape)
     applied = [a.input for a in cfg.apply if a.run in _repetitions(cfg, name)]
-    for ds in {*run.datasplit.train, *run.datasplit.validate_, *applied} - demo:
-        raw = _open(cfg, ds, "raw")
+    used = sorted({*run.datasplit.train, *run.datasplit.validate_, *applied} - demo)
+    raws = {ds: _open(cfg, ds, "raw") for ds in used}  # sorted: the same error every time
+    for ds, raw in raws.items():
         if raw.voxel_size.dims != dims:
             raise ConfigError(
                 f"datasets.{ds}.raw: {raw.voxel_size.dims}D, but run '{name}' has a {dims}D "
@@ -66,7 +67,7 @@ def _check_run(cfg: ExperimentConfig, name: str, demo: set[str]) -> None:
     for ds in run.datasplit.train:
         if ds in demo:
             continue
-        raw = _open(cfg, ds, "raw")
+        raw = raws[ds]
         gt = _open(cfg, ds, "gt")
         needed = output_shape(arch, arch.input_shape) * raw.voxel_size
         if any(g < n for g, n in zip(gt.roi.shape, needed, strict=True)):

@@ -92,13 +92,13 @@ def init_from(model: torch.nn.Module, checkpoint: str | Path) -> list[str]:
     """
     source = load_checkpoint(checkpoint)["model"]
     state = model.state_dict()
+    fits = {n for n, t in state.items() if n in source and source[n].shape == t.shape}
     fresh = [
         f"{name} {tuple(source[name].shape) if name in source else 'missing'} -> {tuple(t.shape)}"
         for name, t in state.items()
-        if name not in source or source[name].shape != t.shape
+        if name not in fits
     ]
-    fitting = {n: source[n] for n, t in state.items() if n in source and source[n].shape == t.shape}
-    model.load_state_dict({**state, **fitting})
+    model.load_state_dict({**state, **{n: source[n] for n in fits}})
     for line in fresh:
         log.warning("re-initialised (shape differs from %s): %s", checkpoint, line)
     return fresh
@@ -142,7 +142,7 @@ def train(
     model = new_model(resolved).to(device)
     optimizer = new_optimizer(run.trainer, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, run.trainer.learning_rate_factor)
-    start, reinitialised = 0, []
+    start, origin = 0, None
     if start_checkpoint is not None:
         state = load_checkpoint(start_checkpoint)
         model.load_state_dict(state["model"])
@@ -151,7 +151,7 @@ def train(
         start = int(state["iteration"])
         torch.set_rng_state(state["torch_rng"])
     elif init_checkpoint is not None:
-        reinitialised = init_from(model, init_checkpoint)
+        origin = {"checkpoint": str(init_checkpoint), "fresh": init_from(model, init_checkpoint)}
     stats = []
     model.train()
     iterations = range(start + 1, until + 1)
@@ -181,8 +181,8 @@ def train(
         },
     )
     summary = {"run": resolved.name, "start": start, "until": until, "iterations": stats}
-    if init_checkpoint is not None and start_checkpoint is None:
-        summary["initialised_from"] = {"checkpoint": str(init_checkpoint), "fresh": reinitialised}
+    if origin is not None:
+        summary["initialised_from"] = origin
     if stats_out is not None:
         arrays.write_json(stats_out, summary)
     return summary
