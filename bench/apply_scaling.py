@@ -42,7 +42,7 @@ def make_checkpoint(path: Path) -> Predictor:
     resolved = config.load(REPO / "config/config.yaml").resolved_runs()["affs_unet"]
     state = {"model": train.new_model(resolved).state_dict()}
     train.save_checkpoint(path, {**state, "model_config": train.model_config(resolved)})
-    return Predictor.load(path, "cpu")
+    return Predictor.load(path, 3, "cpu")
 
 
 def make_raw(path: str, size: int, context: Coordinate) -> Roi:

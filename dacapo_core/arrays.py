@@ -187,6 +187,14 @@ def affinity_scale(path: str | Path) -> float:
     return float(zarr.open(str(path), mode="r").attrs.get("scale", 1.0))
 
 
+def affinity_dims(path: str | Path) -> int:
+    """How many trailing axes a prediction's affinities connect: all of them, but
+    for a 2D network's prediction of a 3D stack (within sections only)."""
+    array = zarr.open(str(path), mode="r")
+    neighborhood = array.attrs.get("neighborhood")
+    return len(neighborhood[0]) if neighborhood else array.ndim - 1
+
+
 def read_affinities(array: Array, path: str | Path, roi: Roi) -> np.ndarray:
     """Affinities in [0, 1] as float32, whatever dtype the prediction is stored in."""
     data = array.to_ndarray(roi)

@@ -44,23 +44,34 @@ class RandomGamma(gp.BatchFilter):
         raw.data = np.clip(raw.data, 0, 1) ** gamma
 
 
-def node(augment: Augment, raw: gp.ArrayKey, voxel_size: Coordinate) -> gp.BatchFilter:
-    """The gunpowder node of one configured augmentation (shapes in voxels -> world)."""
+def node(
+    augment: Augment, raw: gp.ArrayKey, voxel_size: Coordinate, network_dims: int
+) -> gp.BatchFilter:
+    """The gunpowder node of one configured augmentation (shapes in voxels -> world).
+
+    Geometric ones act on the network's axes, the trailing ``network_dims`` of the
+    data: a 2D network's sections of a stack are flipped and deformed in-plane.
+    """
     dims = voxel_size.dims
+    axes = list(range(dims - network_dims, dims))
     if isinstance(augment, SimpleAugment):
+        # transpose_only with transpose_probs mis-maps axes in gunpowder: any order of
+        # the network's axes is equally likely, or none is transposed
         return gp.SimpleAugment(
+            mirror_only=axes,
+            transpose_only=axes if augment.transpose else [],
             mirror_probs=[0.5 * augment.mirror] * dims,
-            transpose_probs=[0.5 * augment.transpose] * dims,
         )
     if isinstance(augment, ElasticAugment):
-        spacing = Coordinate(augment.control_point_spacing or [10] * dims)
-        jitter = augment.jitter_sigma or [1.0] * dims
+        in_plane = Coordinate(voxel_size[-network_dims:])
+        spacing = Coordinate(augment.control_point_spacing or [10] * network_dims)
+        jitter = augment.jitter_sigma or [1.0] * network_dims
         return gp.DeformAugment(
-            control_point_spacing=spacing * voxel_size,
-            jitter_sigma=[s * v for s, v in zip(jitter, voxel_size, strict=True)],
+            control_point_spacing=spacing * in_plane,
+            jitter_sigma=[s * v for s, v in zip(jitter, in_plane, strict=True)],
             rotate=augment.rotate,
             subsample=augment.subsample,
-            spatial_dims=dims,
+            spatial_dims=network_dims,
         )
     if isinstance(augment, IntensityAugment):
         return gp.IntensityAugment(raw, *augment.scale, *augment.shift)

@@ -1,7 +1,8 @@
 """Training batches: the gunpowder pipeline, and fetchers that prepare them ahead.
 
 Samples lie inside the GT ROI, the network's context comes from the real raw
-around it (padded only where raw ends). The randomness of batch ``i`` is seeded
+around it (padded only where raw ends). A 2D network on a 3D stack gets samples
+one section thick, and affinities within that section only. The randomness of batch ``i`` is seeded
 by (run seed, ``i``) through the request, so batch ``i`` is the same whether it
 is made in this process or by a fetcher process, in one chunk or another.
 """
@@ -24,6 +25,7 @@ from . import arrays
 from .augment import node as augment_node
 from .config import DatasetConfig, ResolvedRun
 from .model import output_shape
+from .sections import lift
 from .task import BalanceAffinities, gunpowder_neighborhood
 
 
@@ -85,10 +87,11 @@ def build_pipeline(
     split = run.datasplit
     sources = tuple(_source(datasets[name], run.trainer.min_masked) for name in split.train)
     pipeline = sources + gp.RandomProvider(probabilities=split.train_weights)
+    network_dims = len(run.architecture.input_shape)
     for augment in run.trainer.augments:
-        pipeline += augment_node(augment, KEYS.raw, voxel_size)
+        pipeline += augment_node(augment, KEYS.raw, voxel_size, network_dims)
     pipeline += gp.AddAffinities(
-        gunpowder_neighborhood(run.task),
+        gunpowder_neighborhood(run.task, voxel_size.dims),
         labels=KEYS.gt,
         affinities=KEYS.target,
         labels_mask=KEYS.mask,
@@ -104,8 +107,8 @@ def build_pipeline(
 def make_request(resolved: ResolvedRun, voxel_size: Coordinate, seed: int) -> gp.BatchRequest:
     """One batch: raw at the input shape, targets at the output shape, centred."""
     arch = resolved.run.architecture
-    in_size = Coordinate(arch.input_shape) * voxel_size
-    out_size = output_shape(arch, arch.input_shape) * voxel_size
+    in_size = lift(arch.input_shape, voxel_size.dims) * voxel_size
+    out_size = lift(output_shape(arch, arch.input_shape), voxel_size.dims) * voxel_size
     context = (in_size - out_size) / 2
     request = gp.BatchRequest(random_seed=seed)
     request.add(KEYS.raw, in_size)

@@ -64,13 +64,17 @@ def cmd_segment(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from .evaluate import evaluate
+    from .sections import per_section
 
     seg = arrays.open_array(args.segmentation)
     gt = arrays.open_array(args.gt)
     roi = seg.roi.intersect(gt.roi)
     if roi.empty:
         raise arrays.DataError(f"{args.segmentation} and {args.gt} do not overlap")
-    print(json.dumps(evaluate(seg.to_ndarray(roi), gt.to_ndarray(roi)), indent=2, sort_keys=True))
+    labels = [seg.to_ndarray(roi), gt.to_ndarray(roi)]
+    if args.per_section:
+        labels = [per_section(x) for x in labels]
+    print(json.dumps(evaluate(*labels), indent=2, sort_keys=True))
 
 
 def cmd_check(args: argparse.Namespace) -> None:
@@ -154,6 +158,11 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("evaluate", help="VOI / adapted Rand scores as JSON")
     s.add_argument("--segmentation", required=True)
     s.add_argument("--gt", required=True)
+    s.add_argument(
+        "--per-section",
+        action="store_true",
+        help="objects are per z section (a label in two sections is two objects)",
+    )
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("check", help="validate a config and the data it points at")

@@ -68,7 +68,8 @@ class AffinitiesTask(Strict):
     type: Literal["affinities"] = "affinities"
     neighborhood: list[list[int]] = Field(
         default=[[1, 0, 0], [0, 1, 0], [0, 0, 1], [3, 0, 0], [0, 3, 0], [0, 0, 3]],
-        description="offsets; the first ones must be the unit offsets along each axis",
+        description="offsets; the first ones must be the unit offsets along each axis "
+        "(2 entries per offset for a 2D network: within sections on a 3D stack)",
     )
 
     @field_validator("neighborhood")
@@ -84,7 +85,11 @@ class AffinitiesTask(Strict):
 
 
 class UNetConfig(Strict):
-    """A UNet with valid convolutions; its output shape follows from ``input_shape``."""
+    """A UNet with valid convolutions; its output shape follows from ``input_shape``.
+
+    Shapes of two entries make a 2D network. On a 3D stack it sees one section at
+    a time: trained on single sections, it predicts each section on its own.
+    """
 
     type: Literal["unet"] = "unet"
     input_shape: Shape = [76, 76, 76]
@@ -102,7 +107,8 @@ class SimpleAugment(Strict):
 
 
 class ElasticAugment(Strict):
-    """Smooth random deformation (and rotation); spacing and jitter in voxels."""
+    """Smooth random deformation (and rotation) along the network's axes (in-plane for a
+    2D network on a stack); spacing and jitter in voxels."""
 
     type: Literal["elastic"] = "elastic"
     control_point_spacing: Shape | None = Field(None, description="default: 10 per axis")
@@ -194,7 +200,7 @@ class FragmentOptions(Strict):
     method: Literal["seeded", "waterz"] = Field(
         "seeded",
         description="seeded: watershed from maxima of the distance to boundaries; "
-        "waterz: waterz's affinity watershed (3D only, many small fragments)",
+        "waterz: waterz's affinity watershed (3D networks only, many small fragments)",
     )
     threshold: float = Field(
         0.5, gt=0, lt=1, description="seeded: voxels with mean nearest-neighbour affinity above"
@@ -429,6 +435,11 @@ def _check_references(cfg: ExperimentConfig) -> None:
                 raise ConfigError(
                     f"runs.{name}.architecture.downsample_factors[{i}]: needs {dims} entries"
                 )
+        if run.post_processor.fragments.method == "waterz" and dims != 3:
+            raise ConfigError(
+                f"runs.{name}.post_processor.fragments.method: waterz needs 3D affinities "
+                "(use seeded)"
+            )
         for i, augment in enumerate(run.trainer.augments):
             for key in ("control_point_spacing", "jitter_sigma"):
                 value = getattr(augment, key, None)

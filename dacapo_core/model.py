@@ -3,6 +3,8 @@
 Valid convolutions make the output a function of a fixed input window only, so
 blockwise prediction is seamless: the output shape (and the context a block
 needs) is computed from the input shape, never guessed.
+
+A 2D network also runs on a 3D stack, each section on its own (see ``sections``).
 """
 
 from __future__ import annotations
@@ -65,7 +67,17 @@ class UNet(nn.Module):
     def levels(self) -> int:
         return len(self.config.downsample_factors)
 
+    @property
+    def dims(self) -> int:
+        return len(self.config.input_shape)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, *spatial) -> (N, out_channels, *smaller spatial); a 2D network given a
+        stack (N, C, Z, Y, X) processes its Z sections as a batch of images."""
+        if x.dim() == self.dims + 3:
+            n, _, z = x.shape[:3]
+            images = self.forward(x.transpose(1, 2).flatten(0, 1))
+            return images.unflatten(0, (n, z)).transpose(1, 2)
         skips = []
         for down, pool in zip(self.down, self.pools, strict=True):
             x = down(x)

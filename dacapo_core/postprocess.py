@@ -13,6 +13,10 @@
 Because agglomeration is decided once for the whole graph, an object that
 crosses block faces gets one label, and sweeping thresholds costs one lookup
 table each instead of a new segmentation.
+
+Affinities that connect only the trailing axes (a 2D network's prediction of a
+3D stack) give fragments per section and no edges between sections, so every
+segment lies in one section, as the per-section labels it was trained on.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from skimage.segmentation import watershed
 
 from . import arrays, blockwise
 from .config import FragmentOptions
+from .sections import lift
 
 #: affinity histogram bins per edge (for quantile merge functions)
 BINS = 32
@@ -112,15 +117,23 @@ class MergeHistory:
         return self.nodes, (segments + 1).astype(np.uint64)
 
 
-def fragments(affs: np.ndarray, options: FragmentOptions | None = None) -> np.ndarray:
-    """Fragments of the nearest-neighbour affinities (the first ``dims`` channels).
+def fragments(
+    affs: np.ndarray, options: FragmentOptions | None = None, dims: int | None = None
+) -> np.ndarray:
+    """Fragments of the nearest-neighbour affinities (the first ``dims`` channels,
+    which connect the trailing ``dims`` axes; default all).
 
     A fragment's id is 1 + the linear index of its representative voxel (its seed,
     or its first voxel): ids are unique, and the same seed gives the same id
     wherever it is computed.
     """
     options = options or FragmentOptions()
-    dims = affs.ndim - 1
+    spatial = affs.ndim - 1
+    dims = dims or spatial
+    if dims < spatial:  # sections on their own; ids as linear indices in the stack
+        size = int(np.prod(affs.shape[2:]))
+        per_section = [fragments(affs[:, z], options, dims) for z in range(affs.shape[1])]
+        return np.stack([np.where(f > 0, f + z * size, 0) for z, f in enumerate(per_section)])
     if options.method == "waterz":
         nn = np.ascontiguousarray(affs[:3], dtype=np.float32)
         labels = next(iter(waterz.agglomerate(nn, thresholds=[0.0]))).copy()
@@ -161,20 +174,24 @@ def _seeded_watershed(
     return watershed(-distance, seeds), seeds
 
 
-def edges(frags: np.ndarray, affs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Edges between voxel ``p`` and ``p - e_d`` for all ``p`` but the first slab per axis.
+def edges(
+    frags: np.ndarray, affs: np.ndarray, dims: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Edges between voxel ``p`` and ``p - e_d`` for all ``p`` but the first slab per axis,
+    along the trailing ``dims`` axes (default all) that affinity channels 0.. connect.
 
     ``frags``/``affs`` carry one voxel of context on the negative side of each axis.
     Returns the pairs (u < v) and their statistics rows (see Graph).
     """
     pairs, values = [], []
     inner = tuple(slice(1, None) for _ in range(frags.ndim))
-    for d in range(frags.ndim):
+    first = frags.ndim - (dims or frags.ndim)
+    for d in range(first, frags.ndim):
         back = tuple(slice(0, -1) if i == d else slice(1, None) for i in range(frags.ndim))
         u, v = frags[inner].ravel(), frags[back].ravel()
         keep = (u != v) & (u > 0) & (v > 0)
         pairs.append(np.stack([np.minimum(u, v)[keep], np.maximum(u, v)[keep]], axis=1))
-        values.append(affs[d][inner].ravel()[keep])
+        values.append(affs[d - first][inner].ravel()[keep])
     pairs_all = np.concatenate(pairs)
     if len(pairs_all) == 0:
         return np.zeros((0, 2), np.uint64), np.zeros((0, 2 + BINS))
@@ -293,6 +310,7 @@ class GraphWorker(blockwise.BlockWorker):
     def setup(self) -> None:
         self.affs_array = arrays.open_array(self.affs)
         self.frags_array = arrays.open_array(self.frags, mode="r+")
+        self.dims = arrays.affinity_dims(self.affs)
 
     def index(self, block: daisy.Block) -> tuple[int, ...]:
         return tuple((block.write_roi.begin - self.total.begin) / self.block)
@@ -307,9 +325,10 @@ class FragmentWorker(GraphWorker):
 
     def process(self, block: daisy.Block) -> None:
         vs = self.affs_array.voxel_size
-        context = vs * self.options.context
+        context = vs * lift([self.options.context] * self.dims, vs.dims, fill=0)
         read = block.write_roi.grow(context, context).intersect(self.affs_array.roi)
-        local = fragments(arrays.read_affinities(self.affs_array, self.affs, read), self.options)
+        affs = arrays.read_affinities(self.affs_array, self.affs, read)
+        local = fragments(affs, self.options, self.dims)
         crop = local[((block.write_roi - read.offset) / vs).to_slices()]
         ids, inverse = np.unique(crop, return_inverse=True)
         # local representative index -> index in the whole affinity volume
@@ -327,7 +346,8 @@ class EdgeWorker(GraphWorker):
         vs = self.frags_array.voxel_size
         read = block.write_roi.grow(vs, Coordinate((0,) * vs.dims))
         frags = self.frags_array.to_ndarray(read)
-        pairs, stats = edges(frags, arrays.read_affinities(self.affs_array, self.affs, read))
+        affs = arrays.read_affinities(self.affs_array, self.affs, read)
+        pairs, stats = edges(frags, affs, self.dims)
         nodes, sizes = np.unique(frags[(slice(1, None),) * frags.ndim], return_counts=True)
         name = Path(self.graph_dir) / ("_".join(map(str, self.index(block))) + ".npz")
         tmp = name.with_suffix(f".{os.getpid()}.tmp.npz")

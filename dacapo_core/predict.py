@@ -25,6 +25,7 @@ from . import arrays, blockwise
 from .batches import intensity_scale
 from .config import AffinitiesTask, UNetConfig
 from .model import UNet, eval_input_shape, output_shape
+from .sections import lift
 from .task import num_channels
 from .train import load_checkpoint, resolve_device
 
@@ -37,18 +38,21 @@ class Predictor:
     window ``step`` voxels larger per axis is valid too. Windows start on a grid
     of ``step`` anchored at the raw data's origin: a valid-convolution UNet then
     gives every voxel the same value whichever window (block, ROI) computed it.
+    The geometry is that of the data: a 2D network on a 3D stack has windows one
+    section thick, grown along z like any other axis.
     """
 
     model: UNet
     input_shape: Coordinate
     output_shape: Coordinate
     step: Coordinate
-    channels: int
+    task: AffinitiesTask
     device: torch.device
     max_input_voxels: int = 200**3
 
     @classmethod
-    def load(cls, checkpoint: str | Path, device: str = "auto") -> Predictor:
+    def load(cls, checkpoint: str | Path, dims: int, device: str = "auto") -> Predictor:
+        """The checkpoint's network, for ``dims``-D data."""
         state = load_checkpoint(checkpoint)
         arch = UNetConfig.model_validate(state["model_config"]["architecture"])
         task = AffinitiesTask.model_validate(state["model_config"]["task"])
@@ -57,8 +61,13 @@ class Predictor:
         dev = resolve_device(device)
         model.to(dev).eval()
         shape = eval_input_shape(arch)
-        step = Coordinate(np.prod(arch.downsample_factors, axis=0).astype(int).tolist())
-        return cls(model, shape, output_shape(arch, shape), step, num_channels(task), dev)
+        step = np.prod(arch.downsample_factors, axis=0).astype(int).tolist()
+        geometry = (shape, output_shape(arch, shape), step)
+        return cls(model, *(lift(g, dims) for g in geometry), task, dev)
+
+    @property
+    def channels(self) -> int:
+        return num_channels(self.task)
 
     def context(self, voxel_size: Coordinate) -> Coordinate:
         """World-unit margin a prediction of ROI r needs around r."""
@@ -129,8 +138,8 @@ class PredictWorker(blockwise.BlockWorker):
     def setup(self) -> None:
         torch.set_num_threads(self.threads)  # workers share the job's cores, not oversubscribe
         device = worker_device(self.device, self.worker_id, torch.cuda.device_count())
-        self.predictor = Predictor.load(self.checkpoint, device)
         self.raw_array = arrays.open_array(self.raw)
+        self.predictor = Predictor.load(self.checkpoint, self.raw_array.voxel_size.dims, device)
         self.out_array = arrays.open_array(self.out, mode="r+")
         self.scale = arrays.affinity_scale(self.out)
 
@@ -170,14 +179,15 @@ def predict_blockwise(
     dtype: str = "float32",
 ) -> Array:
     """Predict ``roi`` of ``raw_path`` into ``out_path``: affinities as float32, or as
-    uint8 (a quarter of the disk; the scale is in the array's attributes).
+    uint8 (a quarter of the disk). The array's attributes hold the scale and the
+    network's neighbourhood (which axes the affinities connect).
 
     The array is written under a staged name and renamed once every block is
     done; rerun after a kill, only the unfinished blocks are predicted.
     """
-    predictor = Predictor.load(checkpoint, "cpu")
     raw = arrays.open_array(raw_path)
     vs = raw.voxel_size
+    predictor = Predictor.load(checkpoint, vs.dims, "cpu")
     roi = target_roi(raw, roi)
     if block_shape is None:  # one window per block: a whole number of grid steps
         block_shape = predictor.window(roi.shape / vs) // predictor.step * predictor.step
@@ -193,6 +203,7 @@ def predict_blockwise(
         "roi": arrays.format_roi(roi),
         "block": list(block),
         "scale": SCALES[dtype],
+        "neighborhood": predictor.task.neighborhood,
     }
     arrays.prepare_array(
         staged,

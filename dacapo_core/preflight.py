@@ -12,6 +12,7 @@ from funlib.persistence import Array
 from . import arrays
 from .config import ConfigError, ExperimentConfig
 from .model import ShapeError, eval_input_shape, output_shape
+from .sections import lift
 
 #: raw volumes up to this many voxels are scanned whole for NaNs
 NAN_SCAN_LIMIT = 2**28
@@ -54,22 +55,16 @@ def _check_run(cfg: ExperimentConfig, name: str, demo: set[str]) -> None:
             output_shape(arch, shape)
         except ShapeError as e:
             raise ConfigError(f"runs.{name}.architecture.{key}: {e}") from None
-    dims = len(arch.input_shape)
     applied = [a.input for a in cfg.apply if a.run in _repetitions(cfg, name)]
     used = sorted({*run.datasplit.train, *run.datasplit.validate_, *applied} - demo)
     raws = {ds: _open(cfg, ds, "raw") for ds in used}  # sorted: the same error every time
-    for ds, raw in raws.items():
-        if raw.voxel_size.dims != dims:
-            raise ConfigError(
-                f"datasets.{ds}.raw: {raw.voxel_size.dims}D, but run '{name}' has a {dims}D "
-                "network (a 2D network needs 2D arrays)"
-            )
+    _check_dims(name, len(arch.input_shape), raws, [ds for ds in run.datasplit.train if ds in raws])
     for ds in run.datasplit.train:
         if ds in demo:
             continue
         raw = raws[ds]
         gt = _open(cfg, ds, "gt")
-        needed = output_shape(arch, arch.input_shape) * raw.voxel_size
+        needed = lift(output_shape(arch, arch.input_shape), raw.voxel_size.dims) * raw.voxel_size
         if any(g < n for g, n in zip(gt.roi.shape, needed, strict=True)):
             raise ConfigError(
                 f"datasets.{ds}.gt: labelled ROI {tuple(gt.roi.shape)} is smaller than the "
@@ -81,6 +76,24 @@ def _check_run(cfg: ExperimentConfig, name: str, demo: set[str]) -> None:
             raise ConfigError(
                 f"datasets.{ds}.gt: ROI {arrays.format_roi(gt.roi)} extends beyond raw's "
                 f"{arrays.format_roi(raw.roi)}"
+            )
+
+
+def _check_dims(run: str, network: int, raws: dict[str, Array], train: list[str]) -> None:
+    """A network runs on data of its dimensions, a 2D one also on 3D stacks (section
+    mode); one run's training volumes share their dimensions (one batch pipeline)."""
+    for ds, raw in raws.items():
+        if raw.voxel_size.dims < network:
+            raise ConfigError(
+                f"datasets.{ds}.raw: {raw.voxel_size.dims}D, but run '{run}' has a "
+                f"{network}D network"
+            )
+    for ds in train[1:]:
+        first, this = raws[train[0]].voxel_size.dims, raws[ds].voxel_size.dims
+        if this != first:
+            raise ConfigError(
+                f"datasets.{ds}.raw: {this}D, but run '{run}' also trains on {first}D "
+                f"'{train[0]}' (training volumes of a run share their dimensions)"
             )
 
 

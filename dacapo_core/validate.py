@@ -18,6 +18,7 @@ from tqdm import tqdm
 from . import arrays, blockwise, postprocess
 from .config import CRITERIA, WatershedConfig
 from .evaluate import evaluate
+from .sections import per_section
 
 
 def sweep(
@@ -53,6 +54,8 @@ def sweep(
     frags_array = arrays.open_array(frags_path)
     frags = frags_array.to_ndarray(frags_array.roi)
     gt = arrays.open_array(gt_path).to_ndarray(frags_array.roi)
+    if arrays.affinity_dims(prediction) < frags_array.voxel_size.dims:
+        gt = per_section(gt)  # segments are per section: so are the objects scored
     t1 = time.perf_counter()
     results, best, best_seg = [], None, None
     sign = 1 if CRITERIA[criterion] == "lower" else -1

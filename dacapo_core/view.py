@@ -38,13 +38,13 @@ from .select import validation_prediction
 
 log = logging.getLogger(__name__)
 
-AFFINITY_SHADER = """
-void main() {
-  emitRGB(vec3(toNormalized(getDataValue(0)),
-               toNormalized(getDataValue(1)),
-               toNormalized(getDataValue(2))));
-}
-"""
+
+def affinity_shader(channels: int) -> str:
+    """The first three affinity channels as RGB (a 2D network's two as red and green)."""
+    rgb = [f"toNormalized(getDataValue({c}))" if c < channels else "0.0" for c in range(3)]
+    return "void main() {\n  emitRGB(vec3(" + ", ".join(rgb) + "));\n}\n"
+
+
 STATUS = "follow"  # key of the viewer's status message in follow mode
 
 
@@ -162,7 +162,7 @@ def show(viewer: neuroglancer.Viewer, shown: list[Layer]) -> None:
                 state.layers[layer.name] = neuroglancer.SegmentationLayer(source=source)
             elif layer.kind == "affinities":
                 state.layers[layer.name] = neuroglancer.ImageLayer(
-                    source=source, shader=AFFINITY_SHADER
+                    source=source, shader=affinity_shader(zarr.open(layer.path, mode="r").shape[0])
                 )
             else:
                 state.layers[layer.name] = neuroglancer.ImageLayer(source=source)

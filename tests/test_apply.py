@@ -47,7 +47,7 @@ def test_killed_predict_reruns_only_unfinished_blocks(model):
     root, ckpt = model
     out = root / "out.zarr/prediction"
     staged = Path(arrays.staging(out))
-    predictor = Predictor.load(ckpt)
+    predictor = Predictor.load(ckpt, 3)
     block = [str(s) for s in predictor.output_shape]
     command = [str(BIN / "dacapo-flow"), "predict", "--checkpoint", str(ckpt)]
     command += ["--input", f"{root}/in.zarr/raw", "--out", str(out), "--workers", "1"]

@@ -65,6 +65,18 @@ def test_repetitions_expand_to_numbered_runs_with_distinct_seeds():
             ),
             "runs.r.trainer.augments[0].jitter_sigma: needs 3 entries",
         ),
+        (
+            lambda d: d["runs"]["r"].update(
+                task={"neighborhood": [[1, 0], [0, 1]]},
+                architecture={
+                    "input_shape": [44, 44],
+                    "eval_shape_increase": [0, 0],
+                    "downsample_factors": [[2, 2]],
+                },
+                post_processor={"fragments": {"method": "waterz"}},
+            ),
+            "runs.r.post_processor.fragments.method: waterz needs 3D affinities",
+        ),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(mutate, expected):
@@ -119,14 +131,29 @@ def test_raw_thinner_than_the_input_is_padded_but_gt_needs_raw_under_it(tmp_path
         preflight.check(config.parse(data))
 
 
-def test_a_2d_network_on_3d_data_is_one_line_naming_the_dataset(tmp_path):
+ARCH_2D = {"input_shape": [44, 44], "eval_shape_increase": [0, 0], "downsample_factors": [[2, 2]]}
+
+
+def _volume(path, shape) -> None:
+    data = np.zeros(shape, np.uint8)
+    voxel_size = (10,) * len(shape)
+    arrays.write_numpy(f"{path}/raw", data, voxel_size)
+    arrays.write_numpy(f"{path}/gt", data.astype(np.uint64), voxel_size)
+
+
+def test_a_2d_network_runs_on_3d_stacks_but_not_a_3d_network_on_images(tmp_path):
     data = minimal()
     data["datasets"]["a"]["container"] = str(tmp_path / "stack.zarr")
-    stack = np.zeros((20, 100, 100), np.uint8)
-    arrays.write_numpy(tmp_path / "stack.zarr/raw", stack, (10, 10, 10))
-    arrays.write_numpy(tmp_path / "stack.zarr/gt", stack.astype(np.uint64), (10, 10, 10))
+    _volume(tmp_path / "stack.zarr", (20, 100, 100))
     data["runs"]["r"]["task"] = {"neighborhood": [[1, 0], [0, 1]]}
-    arch = {"input_shape": [44, 44], "eval_shape_increase": [0, 0], "downsample_factors": [[2, 2]]}
-    data["runs"]["r"]["architecture"] = arch
-    with pytest.raises(config.ConfigError, match=r"datasets.a.raw: 3D, but run 'r' has a 2D"):
+    data["runs"]["r"]["architecture"] = ARCH_2D
+    preflight.check(config.parse(data))  # section mode: no error
+    data["datasets"]["b"] = {"container": str(tmp_path / "image.zarr"), "raw": "raw", "gt": "gt"}
+    _volume(tmp_path / "image.zarr", (100, 100))
+    data["runs"]["r"]["datasplit"]["train"] = ["a", "b"]
+    with pytest.raises(config.ConfigError, match=r"datasets.b.raw: 2D, but run 'r' also trains"):
+        preflight.check(config.parse(data))
+    data["runs"]["r"]["datasplit"] = {"train": ["a"], "validate": ["b"]}  # a 2D image: fine
+    data["runs"]["3d"] = {"datasplit": {"train": ["a"], "validate": ["b"]}}
+    with pytest.raises(config.ConfigError, match=r"datasets.b.raw: 2D, but run '3d' has a 3D"):
         preflight.check(config.parse(data))

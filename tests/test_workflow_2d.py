@@ -1,9 +1,11 @@
-"""A 2D experiment through the real workflow, with a run fine-tuned from another."""
+"""2D experiments through the real workflow: a 2D network on images, a run fine-tuned
+from another, and a 2D network on 3D stacks labelled per section (section mode)."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from conftest import planned_jobs, snakemake, write_config
 from funlib.geometry import Coordinate
@@ -23,20 +25,23 @@ ARCH_2D = {
 
 
 def sections(workdir) -> None:
-    """One z section of each demo volume, as 2D arrays (raw cropped to its labels)."""
+    """Of each demo volume (raw cropped to its labels): the middle z section as 2D
+    arrays, and the four middle sections as a 3D stack (ids reused between sections)."""
     make_demo(f"{workdir}/demo.zarr", seed=0)
     for name in ("train", "validate", "test"):
         gt = arrays.open_array(f"{workdir}/demo.zarr/{name}/labels")
         raw = arrays.open_array(f"{workdir}/demo.zarr/{name}/raw")
         middle = gt.shape[0] // 2
         for role, array in (("raw", raw), ("labels", gt)):
-            data = array.to_ndarray(gt.roi)[middle]
-            arrays.write_numpy(f"{workdir}/flat.zarr/{name}/{role}", data, Coordinate(8, 8))
+            data = array.to_ndarray(gt.roi)
+            arrays.write_numpy(f"{workdir}/flat.zarr/{name}/{role}", data[middle], Coordinate(8, 8))
+            stack = data[middle - 2 : middle + 2]
+            arrays.write_numpy(f"{workdir}/stack.zarr/{name}/{role}", stack, Coordinate(8, 8, 8))
 
 
 def experiment() -> dict:
-    def dataset(name: str) -> dict:
-        return {"container": "flat.zarr", "raw": f"{name}/raw", "gt": f"{name}/labels"}
+    def dataset(name: str, container: str = "flat.zarr") -> dict:
+        return {"container": container, "raw": f"{name}/raw", "gt": f"{name}/labels"}
 
     run = {
         "datasplit": {"train": ["train"], "validate": ["validate"]},
@@ -53,19 +58,32 @@ def experiment() -> dict:
         "train_until": 2,
         "start": {"run": "flat", "criterion": "voi"},
     }
+    stack = {
+        **run,
+        "datasplit": {"train": ["stack_train"], "validate": ["stack_validate"]},
+        # an untrained network predicts ~0.5 everywhere: fragments must still be found
+        "post_processor": {"thresholds": [0.5], "fragments": {"context": 4, "threshold": 0.3}},
+    }
+    names = ("train", "validate", "test")
     return {
-        "datasets": {n: dataset(n) for n in ("train", "validate", "test")},
-        "runs": {"flat": run, "tuned": tuned},
-        "apply": [{"run": "tuned", "input": "test", "block_shape": [40, 40]}],
+        "datasets": {
+            **{n: dataset(n) for n in names},
+            **{f"stack_{n}": dataset(n, "stack.zarr") for n in names},
+        },
+        "runs": {"flat": run, "tuned": tuned, "stack": {**stack, "train_until": 2}},
+        "apply": [
+            {"run": "tuned", "input": "test", "block_shape": [40, 40]},
+            {"run": "stack", "input": "stack_test", "block_shape": [2, 40, 40]},
+        ],
     }
 
 
-def test_2d_runs_and_fine_tuning_from_the_selected_checkpoint(tmp_path):
+def test_2d_runs_fine_tuning_and_section_mode(tmp_path):
     sections(tmp_path)
     cfg = write_config(tmp_path, experiment())
     dry = snakemake(tmp_path, "-n", "--configfile", str(cfg))
     assert dry.returncode == 0, dry.stderr[-3000:]
-    assert planned_jobs(dry)["select"] == 2  # tuned waits for flat's selection
+    assert planned_jobs(dry)["select"] == 3  # tuned waits for flat's selection
     result = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
     assert result.returncode == 0, result.stderr[-3000:]
     results = tmp_path / "results"
@@ -80,3 +98,15 @@ def test_2d_runs_and_fine_tuning_from_the_selected_checkpoint(tmp_path):
     raw = arrays.open_array(tmp_path / "flat.zarr/test/raw")
     assert seg.roi == raw.roi and seg.voxel_size == Coordinate(8, 8)
     assert (results / "flat/report/slices.png").stat().st_size > 1000
+    # section mode: a 3D stack predicted section by section, segments within sections
+    prediction = arrays.open_array(results / "stack/apply/stack_test.zarr/prediction")
+    raw = arrays.open_array(tmp_path / "stack.zarr/test/raw")
+    assert prediction.roi == raw.roi and prediction.voxel_size == Coordinate(8, 8, 8)
+    assert prediction.shape[0] == 4  # the 2D offsets, no z channel
+    seg_array = arrays.open_array(results / "stack/apply/stack_test.zarr/segmentation")
+    stack_seg = seg_array.to_ndarray(seg_array.roi)
+    ids = [np.unique(section[section > 0]) for section in stack_seg]
+    assert all(len(i) > 0 for i in ids)  # every section segmented
+    assert len(np.concatenate(ids)) == len(np.unique(np.concatenate(ids)))  # no id in two
+    scores = json.loads((results / "stack/best.json").read_text())["voi"]
+    assert scores["iteration"] == 2

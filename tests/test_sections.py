@@ -1,0 +1,160 @@
+"""Section mode: a 2D network on a 3D stack whose labels are per section."""
+
+from __future__ import annotations
+
+import gunpowder as gp
+import numpy as np
+import pytest
+import torch
+import zarr
+from funlib.geometry import Coordinate, Roi
+from gunpowder.nodes.add_affinities import seg_to_affgraph
+from skimage.metrics import variation_of_information
+
+from dacapo_core import arrays, batches, config, postprocess, train
+from dacapo_core.demo import cells, membranes
+from dacapo_core.evaluate import evaluate
+from dacapo_core.model import UNet
+from dacapo_core.predict import Predictor
+from dacapo_core.sections import per_section
+
+NEIGHBORHOOD_2D = [[1, 0], [0, 1], [0, 3]]
+ARCH_2D = {
+    "input_shape": [44, 44],
+    "eval_shape_increase": [16, 16],
+    "fmaps": 4,
+    "fmap_inc_factor": 2,
+    "downsample_factors": [[2, 2]],
+}
+
+
+def stack_run(container: str, augments: list[dict]) -> tuple[config.ResolvedRun, dict]:
+    data = {
+        "datasets": {"stack": {"container": container, "raw": "raw", "gt": "gt"}},
+        "runs": {
+            "flat": {
+                "datasplit": {"train": ["stack"]},
+                "task": {"neighborhood": NEIGHBORHOOD_2D},
+                "architecture": ARCH_2D,
+                "trainer": {"augments": augments, "batch_size": 2},
+            }
+        },
+    }
+    experiment = config.parse(data)
+    return experiment.resolved_runs()["flat"], experiment.datasets
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """Per-section labels (each section its own blocks, ids reused between sections)
+    and raw = a brightness per label, so raw and labels align iff raw == brightness[gt]."""
+    root = tmp_path_factory.mktemp("sections")
+    rng = np.random.default_rng(0)
+    labels = rng.integers(1, 40, (6, 8, 8))
+    labels = np.repeat(np.repeat(labels, 12, axis=1), 12, axis=2)
+    brightness = rng.integers(20, 235, 40).astype(np.uint8)
+    container = f"{root}/stack.zarr"
+    arrays.write_numpy(f"{container}/raw", brightness[labels], Coordinate(40, 4, 4))
+    arrays.write_numpy(f"{container}/gt", labels.astype(np.uint64), Coordinate(40, 4, 4))
+    return root, container, brightness / 255
+
+
+def test_a_2d_network_processes_the_sections_of_a_stack_one_by_one():
+    net = UNet(config.UNetConfig.model_validate(ARCH_2D), 1, 3)
+    stack = torch.rand(2, 1, 3, 44, 44)
+    with torch.no_grad():
+        out = net(stack)
+        for z in range(3):
+            assert torch.allclose(out[:, :, z], net(stack[:, :, z]), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "augments",
+    [
+        [],
+        [{"type": "simple"}, {"type": "elastic", "control_point_spacing": [8, 8]}],
+    ],
+)
+def test_a_training_sample_is_one_section_with_in_plane_affinities(stack, augments):
+    _, container, brightness = stack
+    resolved, datasets = stack_run(container, augments)
+    voxel_size = batches.training_voxel_size(resolved, datasets)
+    pipeline = batches.build_pipeline(resolved, datasets, voxel_size)
+    with gp.build(pipeline):
+        batch = pipeline.request_batch(batches.make_request(resolved, voxel_size, 5))
+    raw, gt, target = (batch[k] for k in (batches.KEYS.raw, batches.KEYS.gt, batches.KEYS.target))
+    assert raw.data.shape[:3] == (2, 1, 1) and gt.data.shape[:2] == (2, 1)
+    assert target.data.shape[:3] == (2, len(NEIGHBORHOOD_2D), 1)
+    labels = gt.data[:, 0]
+    under_gt = ((gt.spec.roi - raw.spec.roi.offset) / voxel_size).to_slices()[1:]
+    inner = raw.data[:, 0, 0][(slice(None), *under_gt)]
+    agree = np.abs(inner - brightness[labels]) < 2 / 255
+    assert agree.mean() > 0.7  # aligned, but for interpolated voxels at label borders
+    # channel 0 connects y neighbours of the same section, channel 1 x neighbours
+    same_y = (labels[:, 1:] == labels[:, :-1]) & (labels[:, 1:] > 0)
+    assert np.array_equal(target.data[:, 0, 0, 1:] > 0.5, same_y)
+    same_x = (labels[:, :, 1:] == labels[:, :, :-1]) & (labels[:, :, 1:] > 0)
+    assert np.array_equal(target.data[:, 1, 0, :, 1:] > 0.5, same_x)
+
+
+def test_a_stack_is_predicted_as_its_sections_are_alone(tmp_path):
+    resolved, _ = stack_run("unused.zarr", [])
+    ckpt = tmp_path / "model.pt"
+    model = train.new_model(resolved)
+    state = {"model": model.state_dict(), "model_config": train.model_config(resolved)}
+    train.save_checkpoint(ckpt, state)
+    raw = np.random.default_rng(1).integers(0, 255, (5, 90, 90)).astype(np.uint8)
+    arrays.write_numpy(f"{tmp_path}/s.zarr/raw", raw, Coordinate(40, 4, 4))
+    on_stack = Predictor.load(ckpt, 3, "cpu")
+    assert tuple(on_stack.output_shape)[0] == 1 and tuple(on_stack.step)[0] == 1
+    roi = Roi((40, 80, 80), (3 * 40, 160, 160))
+    affs = on_stack.predict(arrays.open_array(f"{tmp_path}/s.zarr/raw"), roi)
+    alone = Predictor.load(ckpt, 2, "cpu")
+    for z in range(1, 4):
+        arrays.write_numpy(f"{tmp_path}/s.zarr/section{z}", raw[z], Coordinate(4, 4))
+        in_plane = Roi(roi.begin[1:], roi.shape[1:])
+        section = alone.predict(arrays.open_array(f"{tmp_path}/s.zarr/section{z}"), in_plane)
+        assert np.allclose(affs[:, z - 1], section, atol=1e-6)
+
+
+def test_a_stack_of_sections_is_segmented_section_by_section(tmp_path):
+    rng = np.random.default_rng(3)
+    labels = cells((4, 64, 64), diameter=16, rng=rng)  # objects through every section
+    labels[membranes(labels)] = 0
+    in_plane = np.array([[0, -1, 0], [0, 0, -1]])
+    affs = seg_to_affgraph(labels.astype(np.int32), in_plane).astype(np.float32)
+    path = f"{tmp_path}/s.zarr/affs"
+    arrays.write_numpy(path, affs, Coordinate(40, 4, 4))
+    zarr.open(path, mode="a").attrs["neighborhood"] = [[1, 0], [0, 1]]
+    results = {}
+    for name, block in (("whole", (4, 64, 64)), ("blocks", (1, 24, 24))):
+        out = f"{tmp_path}/s.zarr/{name}"
+        postprocess.segment_blockwise(path, out, threshold=0.5, block_shape=block, num_workers=2)
+        results[name] = arrays.open_array(out).to_ndarray(arrays.open_array(out).roi)
+    for seg in results.values():
+        for segment in np.unique(seg[seg > 0]):
+            assert len(np.unique(np.nonzero(seg == segment)[0])) == 1  # one section each
+        assert evaluate(per_section(seg), per_section(labels))["voi"] < 0.1
+    inside = labels > 0
+    whole, blocks = (np.where(inside, results[k], 0) for k in ("whole", "blocks"))
+    assert evaluate(blocks, whole)["voi"] < 0.05
+
+
+def test_scores_count_a_label_in_two_sections_as_two_objects():
+    gt = np.ones((2, 4, 4), np.uint64)  # one id, but each section is its own object
+    per_object = np.stack([np.full((4, 4), 1), np.full((4, 4), 2)])
+    assert evaluate(per_object, gt)["voi_split"] == pytest.approx(1.0)  # as a 3D object
+    assert evaluate(per_section(per_object), per_section(gt))["voi"] == 0.0
+
+
+def test_voi_of_a_stack_is_the_voxel_weighted_mean_of_its_sections():
+    rng = np.random.default_rng(2)
+    gt = rng.integers(0, 4, (3, 20, 20))
+    seg = rng.integers(1, 5, (3, 20, 20))
+    stack = evaluate(per_section(seg), per_section(gt))
+    labelled = gt > 0
+    weights = labelled.sum(axis=(1, 2)) / labelled.sum()
+    sections = [
+        sum(variation_of_information(g[m], s[m])) for g, s, m in zip(gt, seg, labelled, strict=True)
+    ]
+    assert stack["voi"] == pytest.approx(np.dot(weights, sections))
