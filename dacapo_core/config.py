@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
@@ -84,6 +85,17 @@ class AffinitiesTask(Strict):
         return value
 
 
+#: shape keys of a 2D run (2D ``neighborhood`` or ``input_shape``) that the config leaves out
+DEFAULTS_2D: dict[str, dict[str, Any]] = {
+    "task": {"neighborhood": [[1, 0], [0, 1], [3, 0], [0, 3]]},
+    "architecture": {
+        "input_shape": [196, 196],
+        "eval_shape_increase": [64, 64],
+        "downsample_factors": [[2, 2], [2, 2]],
+    },
+}
+
+
 class UNetConfig(Strict):
     """A UNet with valid convolutions; its output shape follows from ``input_shape``.
 
@@ -92,11 +104,15 @@ class UNetConfig(Strict):
     """
 
     type: Literal["unet"] = "unet"
-    input_shape: Shape = [76, 76, 76]
-    eval_shape_increase: list[Annotated[int, Field(ge=0)]] = [32, 32, 32]
+    input_shape: Shape = Field([76, 76, 76], description="2D runs: default [196, 196]")
+    eval_shape_increase: list[Annotated[int, Field(ge=0)]] = Field(
+        [32, 32, 32], description="2D runs: default [64, 64]"
+    )
     fmaps: int = Field(12, gt=0)
     fmap_inc_factor: int = Field(4, gt=0)
-    downsample_factors: list[Shape] = [[2, 2, 2], [2, 2, 2]]
+    downsample_factors: list[Shape] = Field(
+        [[2, 2, 2], [2, 2, 2]], description="2D runs: default [[2, 2], [2, 2]]"
+    )
     kernel_size: int = Field(3, ge=1)
 
 
@@ -280,6 +296,23 @@ class RunConfig(Strict):
         description="how validation and apply store affinities (uint8: a quarter of the disk, "
         "steps of 1/255); one policy for both, so tuned thresholds mean the same",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_for_2d(cls, data: Any) -> Any:
+        """A 2D ``neighborhood`` or ``input_shape`` makes the run 2D: the shape keys it
+        leaves out get 2D defaults, not the 3D ones."""
+        if not isinstance(data, dict):
+            return data
+        parts = {key: data.get(key) or {} for key in DEFAULTS_2D}
+        if not all(isinstance(part, dict) for part in parts.values()):
+            return data
+        neighborhood = parts["task"].get("neighborhood")
+        first = neighborhood[0] if isinstance(neighborhood, list) and neighborhood else None
+        given = (first, parts["architecture"].get("input_shape"))
+        if not any(isinstance(shape, list) and len(shape) == 2 for shape in given):
+            return data
+        return {**data, **{key: {**DEFAULTS_2D[key], **part} for key, part in parts.items()}}
 
     def iterations(self) -> list[int]:
         """Checkpoint iterations: every validation interval, and train_until itself."""

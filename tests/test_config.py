@@ -5,6 +5,7 @@ import pytest
 from conftest import TINY
 
 from dacapo_core import arrays, config, preflight
+from dacapo_core.model import eval_input_shape, output_shape
 
 
 def minimal() -> dict:
@@ -21,6 +22,19 @@ def test_minimal_config_gets_documented_defaults():
     assert run.iterations() == [500, 1000, 1500, 2000]
     assert run.task.neighborhood[:3] == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
     assert len(run.post_processor.parameter_sets()) == 19 * 2  # thresholds x merge functions
+
+
+def test_a_2d_neighborhood_or_input_shape_gets_2d_defaults_for_the_rest():
+    data = minimal()
+    data["runs"]["r"]["task"] = {"neighborhood": [[1, 0], [0, 1]]}
+    data["runs"]["s"] = {**data["runs"]["r"], "task": {}, "architecture": {"input_shape": [92, 92]}}
+    runs = config.parse(data).runs
+    assert runs["r"].architecture == config.UNetConfig(**config.DEFAULTS_2D["architecture"])
+    assert runs["s"].task.neighborhood == config.DEFAULTS_2D["task"]["neighborhood"]
+    assert runs["s"].architecture.downsample_factors == [[2, 2], [2, 2]]
+    assert runs["s"].architecture.input_shape == [92, 92]
+    model = runs["r"].architecture
+    assert len(output_shape(model, eval_input_shape(model))) == 2  # a valid 2D network
 
 
 def test_iterations_end_at_train_until():
@@ -55,7 +69,7 @@ def test_repetitions_expand_to_numbered_runs_with_distinct_seeds():
         (
             lambda d: d["runs"]["r"].update(
                 task={"neighborhood": [[1, 0], [0, 1]]},
-                architecture={"input_shape": [44, 44], "eval_shape_increase": [0, 0]},
+                architecture={"input_shape": [44, 44], "downsample_factors": [[2, 2, 2]]},
             ),
             "runs.r.architecture.downsample_factors[0]: needs 2 entries",
         ),
