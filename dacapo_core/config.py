@@ -89,7 +89,7 @@ class AffinitiesTask(Strict):
 DEFAULTS_2D: dict[str, dict[str, Any]] = {
     "task": {"neighborhood": [[1, 0], [0, 1], [3, 0], [0, 3]]},
     "architecture": {
-        "input_shape": [196, 196],
+        "input_shape": [132, 132],
         "eval_shape_increase": [64, 64],
         "downsample_factors": [[2, 2], [2, 2]],
     },
@@ -104,7 +104,7 @@ class UNetConfig(Strict):
     """
 
     type: Literal["unet"] = "unet"
-    input_shape: Shape = Field([76, 76, 76], description="2D runs: default [196, 196]")
+    input_shape: Shape = Field([76, 76, 76], description="2D runs: default [132, 132]")
     eval_shape_increase: list[Annotated[int, Field(ge=0)]] = Field(
         [32, 32, 32], description="2D runs: default [64, 64]"
     )
@@ -474,6 +474,9 @@ def _check_references(cfg: ExperimentConfig) -> None:
                 "(use seeded)"
             )
         for i, augment in enumerate(run.trainer.augments):
+            if isinstance(augment, DefectAugment) and dims != 3:
+                where = f"runs.{name}.trainer.augments[{i}]"
+                raise ConfigError(f"{where}: defect needs a 3D network (it alters whole sections)")
             for key in ("control_point_spacing", "jitter_sigma"):
                 value = getattr(augment, key, None)
                 if value is not None and len(value) != dims:

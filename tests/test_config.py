@@ -91,6 +91,12 @@ def test_repetitions_expand_to_numbered_runs_with_distinct_seeds():
             ),
             "runs.r.post_processor.fragments.method: waterz needs 3D affinities",
         ),
+        (
+            lambda d: d["runs"]["r"].update(
+                task={"neighborhood": [[1, 0], [0, 1]]}, trainer={"augments": [{"type": "defect"}]}
+            ),
+            "runs.r.trainer.augments[0]: defect needs a 3D network",
+        ),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(mutate, expected):
