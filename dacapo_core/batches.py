@@ -2,9 +2,10 @@
 
 Samples lie inside the GT ROI, the network's context comes from the real raw
 around it (padded only where raw ends). A 2D network on a 3D stack gets samples
-one section thick, and affinities within that section only. The randomness of batch ``i`` is seeded
-by (run seed, ``i``) through the request, so batch ``i`` is the same whether it
-is made in this process or by a fetcher process, in one chunk or another.
+one section thick, and affinities within that section only. The randomness of
+batch ``i`` is seeded by (run seed, ``i``) through the request, so batch ``i`` is
+the same whether it is made in this process or by a fetcher process, in one
+chunk or another.
 """
 
 from __future__ import annotations

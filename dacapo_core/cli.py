@@ -153,7 +153,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--merge-function", default="mean", help="mean or hist_quant_Q")
     s.add_argument("--min-size", type=int, default=0, help="merge smaller fragments (voxels) first")
     s.add_argument("--fragments", default="seeded", choices=["seeded", "waterz"])
-    s.set_defaults(func=cmd_segment, block_shape=[128, 128, 128])
+    s.set_defaults(func=cmd_segment)
 
     s = sub.add_parser("evaluate", help="VOI / adapted Rand scores as JSON")
     s.add_argument("--segmentation", required=True)

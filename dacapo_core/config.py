@@ -334,7 +334,7 @@ class ApplyConfig(Strict):
     name: Name | None = Field(None, description="target name (default: the input's name)")
     roi: str | None = Field(None, description='world units, "[z0:z1,y0:y1,x0:x1]"')
     num_workers: int = Field(2, ge=1)
-    block_shape: Shape = [128, 128, 128]
+    block_shape: Shape | None = Field(None, description="voxels; default 128 per axis of the input")
     threshold: float | None = Field(None, gt=0, lt=1, description="default: selected")
     iteration: int | None = Field(
         None,
@@ -347,6 +347,10 @@ class ApplyConfig(Strict):
     @property
     def target(self) -> str:
         return self.name or self.input
+
+    def blocks(self, dims: int) -> list[int]:
+        """The block shape (voxels) on the ``dims``-D input."""
+        return self.block_shape or [128] * dims
 
 
 class DemoConfig(Strict):

@@ -373,12 +373,20 @@ class RelabelWorker(blockwise.BlockWorker):
         self.out_array[block.write_roi] = relabel(data, self.nodes, self.segments)
 
 
-def _grid(affs_path: str, roi: Roi | None, block_shape: Coordinate) -> tuple[Roi, Coordinate]:
+#: block edge (voxels) per axis when none is given
+BLOCK = 128
+
+
+def _grid(
+    affs_path: str, roi: Roi | None, block_shape: Sequence[int] | None
+) -> tuple[Roi, Coordinate]:
+    """The ROI to segment and the block size, in world units."""
     affs = arrays.open_array(affs_path)
     roi = affs.roi if roi is None else roi.snap_to_grid(affs.voxel_size, "grow")
     if not affs.roi.contains(roi):
         raise arrays.DataError(f"ROI {arrays.format_roi(roi)} is not inside {affs_path}")
-    return roi, Coordinate(block_shape) * affs.voxel_size
+    block = Coordinate(block_shape or [BLOCK] * affs.voxel_size.dims)
+    return roi, block * affs.voxel_size
 
 
 def fragments_blockwise(
@@ -386,7 +394,7 @@ def fragments_blockwise(
     frags_path: str,
     graph_dir: str | Path,
     roi: Roi | None = None,
-    block_shape: Sequence[int] = (128, 128, 128),
+    block_shape: Sequence[int] | None = None,
     num_workers: int = 2,
     log_dir: str | Path | None = None,
     options: FragmentOptions | None = None,
@@ -475,7 +483,7 @@ def segment_blockwise(
     merge_function: str = "mean",
     min_size: int = 0,
     roi: Roi | None = None,
-    block_shape: Sequence[int] = (128, 128, 128),
+    block_shape: Sequence[int] | None = None,
     num_workers: int = 2,
     frags_path: str | None = None,
     graph_dir: str | Path | None = None,
@@ -489,6 +497,8 @@ def segment_blockwise(
     three are staged and renamed together at the end; rerun after a kill, each
     stage does only the blocks it had not finished.
     """
+    vs = arrays.open_array(affs_path).voxel_size
+    block_shape = block_shape or [BLOCK] * vs.dims
     container, dataset = arrays.split_path(out_path)
     frags_path = frags_path or arrays.array_path(container, f"{dataset}_fragments")
     graph_dir = graph_dir or Path(container).parent / f"{Path(container).stem}.{dataset}.graph"

@@ -10,7 +10,7 @@ import numpy as np
 from funlib.persistence import Array
 
 from . import arrays
-from .config import ConfigError, ExperimentConfig
+from .config import ApplyConfig, ConfigError, ExperimentConfig
 from .model import ShapeError, eval_input_shape, output_shape
 from .sections import lift
 
@@ -113,17 +113,29 @@ def check(cfg: ExperimentConfig) -> None:
     for name in cfg.runs:
         _check_run(cfg, name, demo)
     for i, entry in enumerate(cfg.apply):
-        if entry.roi is None:
-            continue
+        _check_apply(cfg, i, entry, demo)
+
+
+def _check_apply(cfg: ExperimentConfig, i: int, entry: ApplyConfig, demo: set[str]) -> None:
+    """An apply target's ROI and block shape fit its input."""
+    roi = None
+    if entry.roi is not None:
         try:
             roi = arrays.parse_roi(entry.roi)
         except ValueError as e:
             raise ConfigError(f"apply[{i}].roi: {e}") from None
-        if entry.input in demo:
-            continue
-        raw = _open(cfg, entry.input, "raw")
-        if not raw.roi.contains(roi):
+    if entry.input in demo:
+        return
+    raw = _open(cfg, entry.input, "raw")
+    dims = raw.voxel_size.dims
+    given = {"block_shape": entry.block_shape, "roi": None if roi is None else roi.begin}
+    for key, value in given.items():
+        if value is not None and len(value) != dims:
             raise ConfigError(
-                f"apply[{i}].roi: {entry.roi} is outside {arrays.format_roi(raw.roi)} of "
-                f"dataset '{entry.input}'"
+                f"apply[{i}].{key}: needs {dims} entries ('{entry.input}' is {dims}D)"
             )
+    if roi is not None and not raw.roi.contains(roi):
+        raise ConfigError(
+            f"apply[{i}].roi: {entry.roi} is outside {arrays.format_roi(raw.roi)} of "
+            f"dataset '{entry.input}'"
+        )

@@ -168,6 +168,11 @@ def test_a_2d_network_runs_on_3d_stacks_but_not_a_3d_network_on_images(tmp_path)
     data["runs"]["r"]["task"] = {"neighborhood": [[1, 0], [0, 1]]}
     data["runs"]["r"]["architecture"] = ARCH_2D
     preflight.check(config.parse(data))  # section mode: no error
+    data["apply"] = [{"run": "r", "input": "a", "block_shape": [64, 64]}]
+    with pytest.raises(config.ConfigError, match=r"apply\[0\].block_shape: needs 3 entries"):
+        preflight.check(config.parse(data))
+    data["apply"] = [{"run": "r", "input": "a"}]  # default: 128 per axis of the input
+    assert config.parse(data).apply[0].blocks(3) == [128, 128, 128]
     data["datasets"]["b"] = {"container": str(tmp_path / "image.zarr"), "raw": "raw", "gt": "gt"}
     _volume(tmp_path / "image.zarr", (100, 100))
     data["runs"]["r"]["datasplit"]["train"] = ["a", "b"]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 import gunpowder as gp
 import numpy as np
 import pytest
 import torch
 import zarr
+from conftest import BIN
 from funlib.geometry import Coordinate, Roi
 from gunpowder.nodes.add_affinities import seg_to_affgraph
 from skimage.metrics import variation_of_information
@@ -158,3 +162,15 @@ def test_voi_of_a_stack_is_the_voxel_weighted_mean_of_its_sections():
         sum(variation_of_information(g[m], s[m])) for g, s, m in zip(gt, seg, labelled, strict=True)
     ]
     assert stack["voi"] == pytest.approx(np.dot(weights, sections))
+
+
+def test_cli_evaluate_scores_per_section_on_request(tmp_path):
+    gt = np.ones((2, 4, 4), np.uint64)
+    seg = np.stack([np.full((4, 4), 1), np.full((4, 4), 2)]).astype(np.uint64)
+    for name, data in (("gt", gt), ("seg", seg)):
+        arrays.write_numpy(f"{tmp_path}/s.zarr/{name}", data, Coordinate(40, 4, 4))
+    command = [str(BIN / "dacapo-flow"), "evaluate", "--segmentation", f"{tmp_path}/s.zarr/seg"]
+    command += ["--gt", f"{tmp_path}/s.zarr/gt"]
+    for extra, voi in (([], 1.0), (["--per-section"], 0.0)):
+        result = subprocess.run([*command, *extra], capture_output=True, text=True, check=True)
+        assert json.loads(result.stdout)["voi"] == pytest.approx(voi)

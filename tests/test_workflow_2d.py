@@ -72,7 +72,7 @@ def experiment() -> dict:
         },
         "runs": {"flat": run, "tuned": tuned, "stack": {**stack, "train_until": 2}},
         "apply": [
-            {"run": "tuned", "input": "test", "block_shape": [40, 40]},
+            {"run": "tuned", "input": "test"},  # default blocks: 128 per axis of the image
             {"run": "stack", "input": "stack_test", "block_shape": [2, 40, 40]},
         ],
     }
