@@ -46,6 +46,15 @@ TINY = {
     "apply": [{"run": "tiny", "input": "test_a", "num_workers": 2, "block_shape": [40, 40, 40]}],
 }
 
+#: a 2D network as small as TINY's
+ARCH_2D = {
+    "input_shape": [44, 44],
+    "eval_shape_increase": [16, 16],
+    "fmaps": 4,
+    "fmap_inc_factor": 2,
+    "downsample_factors": [[2, 2]],
+}
+
 
 @pytest.fixture
 def tiny_config() -> dict:

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import TINY
+from conftest import ARCH_2D, TINY
 
 from dacapo_core import arrays, config, preflight
 from dacapo_core.model import eval_input_shape, output_shape
@@ -149,9 +149,6 @@ def test_raw_thinner_than_the_input_is_padded_but_gt_needs_raw_under_it(tmp_path
     arrays.write_numpy(tmp_path / "thin.zarr/gt", raw.astype(np.uint64), (10, 10, 10), (20, 0, 0))
     with pytest.raises(config.ConfigError, match=r"datasets.a.gt: ROI .* extends beyond raw"):
         preflight.check(config.parse(data))
-
-
-ARCH_2D = {"input_shape": [44, 44], "eval_shape_increase": [0, 0], "downsample_factors": [[2, 2]]}
 
 
 def _volume(path, shape) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from conftest import BIN
+from conftest import ARCH_2D, BIN
 from funlib.geometry import Coordinate, Roi
 from gunpowder.nodes.add_affinities import seg_to_affgraph
 from skimage.metrics import variation_of_information
@@ -23,13 +23,6 @@ from dacapo_core.predict import Predictor
 from dacapo_core.sections import per_section
 
 NEIGHBORHOOD_2D = [[1, 0], [0, 1], [0, 3]]
-ARCH_2D = {
-    "input_shape": [44, 44],
-    "eval_shape_increase": [16, 16],
-    "fmaps": 4,
-    "fmap_inc_factor": 2,
-    "downsample_factors": [[2, 2]],
-}
 
 
 def stack_run(container: str, augments: list[dict]) -> tuple[config.ResolvedRun, dict]:

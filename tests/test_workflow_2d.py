@@ -7,21 +7,13 @@ import json
 
 import numpy as np
 import pytest
-from conftest import planned_jobs, snakemake, write_config
+from conftest import ARCH_2D, planned_jobs, snakemake, write_config
 from funlib.geometry import Coordinate
 
 from dacapo_core import arrays
 from dacapo_core.demo import make_demo
 
 pytestmark = pytest.mark.slow
-
-ARCH_2D = {
-    "input_shape": [44, 44],
-    "eval_shape_increase": [16, 16],
-    "fmaps": 4,
-    "fmap_inc_factor": 2,
-    "downsample_factors": [[2, 2]],
-}
 
 
 def sections(workdir) -> None:
