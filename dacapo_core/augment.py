@@ -55,11 +55,13 @@ def node(
     dims = voxel_size.dims
     axes = list(range(dims - network_dims, dims))
     if isinstance(augment, SimpleAugment):
-        # transpose_only with transpose_probs mis-maps axes in gunpowder: any order of
-        # the network's axes is equally likely, or none is transposed
+        # only axes of the in-plane resolution swap (anisotropic EM keeps z); every
+        # order of them is equally likely (gunpowder mis-maps transpose_only combined
+        # with transpose_probs, so no probabilities are passed)
+        square = [a for a in axes if voxel_size[a] == voxel_size[-1]]
         return gp.SimpleAugment(
             mirror_only=axes,
-            transpose_only=axes if augment.transpose else [],
+            transpose_only=square if augment.transpose else [],
             mirror_probs=[0.5 * augment.mirror] * dims,
         )
     if isinstance(augment, ElasticAugment):

@@ -265,3 +265,25 @@ def test_training_datasets_are_sampled_by_their_weights(tmp_path, demo):
     assert bright_fraction([1.0, 0.0]) == 1.0
     assert bright_fraction([0.0, 1.0]) == 0.0
     assert 0.0 < bright_fraction([0.5, 0.5]) < 1.0
+
+
+def test_simple_augment_transposes_only_axes_of_equal_resolution(tmp_path, demo):
+    """Anisotropic EM (z 40, y/x 8): swapping z with y would not fit the request."""
+    _, resolved, _ = demo
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.repeat(rng.integers(1, 50, (12, 8, 8)), 16, 1), 16, 2)
+    brightness = rng.integers(20, 235, 50).astype(np.uint8)
+    container = f"{tmp_path}/aniso.zarr"
+    arrays.write_numpy(f"{container}/raw", brightness[labels], Coordinate(40, 8, 8))
+    arrays.write_numpy(f"{container}/gt", labels.astype(np.uint64), Coordinate(40, 8, 8))
+    datasets = {"train_a": config.DatasetConfig(container=container, raw="raw", gt="gt")}
+    arch = {"input_shape": [8, 44, 44], "eval_shape_increase": [0, 0, 0], "kernel_size": 1}
+    arch = {**arch, "downsample_factors": [[1, 2, 2]]}
+    run = resolved.run.model_copy(update={"architecture": config.UNetConfig(**arch)})
+    resolved = resolved.model_copy(update={"run": run})
+    for seed in range(8):  # about half of them swap y and x
+        result = batch(resolved, datasets, [{"type": "simple"}], seed=seed)
+        raw, gt = result[batches.KEYS.raw], result[batches.KEYS.gt]
+        under_gt = (gt.spec.roi - raw.spec.roi.offset) / Coordinate(40, 8, 8)
+        inner = raw.data[0, 0][under_gt.to_slices()]
+        assert np.allclose(inner, brightness[gt.data[0]] / 255, atol=1e-6)
