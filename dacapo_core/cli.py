@@ -72,6 +72,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if roi.empty:
         raise arrays.DataError(f"{args.segmentation} and {args.gt} do not overlap")
     labels = [seg.to_ndarray(roi), gt.to_ndarray(roi)]
+    if args.per_section and roi.dims != 3:
+        raise arrays.DataError(f"{args.gt}: --per-section needs 3D arrays (a stack of sections)")
     if args.per_section:
         labels = [per_section(x) for x in labels]
     print(json.dumps(evaluate(*labels), indent=2, sort_keys=True))

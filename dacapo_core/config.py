@@ -308,9 +308,10 @@ class RunConfig(Strict):
         if not all(isinstance(part, dict) for part in parts.values()):
             return data
         neighborhood = parts["task"].get("neighborhood")
-        first = neighborhood[0] if isinstance(neighborhood, list) and neighborhood else None
+        sequence = (list, tuple)
+        first = neighborhood[0] if isinstance(neighborhood, sequence) and neighborhood else None
         given = (first, parts["architecture"].get("input_shape"))
-        if not any(isinstance(shape, list) and len(shape) == 2 for shape in given):
+        if not any(isinstance(shape, sequence) and len(shape) == 2 for shape in given):
             return data
         return {**data, **{key: {**DEFAULTS_2D[key], **part} for key, part in parts.items()}}
 
@@ -325,6 +326,10 @@ _MergeFunction = get_args(WatershedConfig.model_fields["merge_function"].annotat
 _MinSize = get_args(WatershedConfig.model_fields["min_size"].annotation)[0]
 
 
+#: block edge (voxels) per axis where no block shape is given
+BLOCK_EDGE = 128
+
+
 class ApplyConfig(Strict):
     """A target of a run. Iteration and post-processing default to the run's selection
     (best.json, its ``criterion``); each may be pinned instead."""
@@ -334,7 +339,9 @@ class ApplyConfig(Strict):
     name: Name | None = Field(None, description="target name (default: the input's name)")
     roi: str | None = Field(None, description='world units, "[z0:z1,y0:y1,x0:x1]"')
     num_workers: int = Field(2, ge=1)
-    block_shape: Shape | None = Field(None, description="voxels; default 128 per axis of the input")
+    block_shape: Shape | None = Field(
+        None, description=f"voxels; default {BLOCK_EDGE} per axis of the input"
+    )
     threshold: float | None = Field(None, gt=0, lt=1, description="default: selected")
     iteration: int | None = Field(
         None,
@@ -350,7 +357,7 @@ class ApplyConfig(Strict):
 
     def blocks(self, dims: int) -> list[int]:
         """The block shape (voxels) on the ``dims``-D input."""
-        return self.block_shape or [128] * dims
+        return self.block_shape or [BLOCK_EDGE] * dims
 
 
 class DemoConfig(Strict):

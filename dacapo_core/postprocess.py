@@ -38,7 +38,7 @@ from scipy import ndimage
 from skimage.segmentation import watershed
 
 from . import arrays, blockwise
-from .config import FragmentOptions
+from .config import BLOCK_EDGE, FragmentOptions
 from .sections import lift
 
 #: affinity histogram bins per edge (for quantile merge functions)
@@ -373,10 +373,6 @@ class RelabelWorker(blockwise.BlockWorker):
         self.out_array[block.write_roi] = relabel(data, self.nodes, self.segments)
 
 
-#: block edge (voxels) per axis when none is given
-BLOCK = 128
-
-
 def _grid(
     affs_path: str, roi: Roi | None, block_shape: Sequence[int] | None
 ) -> tuple[Roi, Coordinate]:
@@ -385,7 +381,7 @@ def _grid(
     roi = affs.roi if roi is None else roi.snap_to_grid(affs.voxel_size, "grow")
     if not affs.roi.contains(roi):
         raise arrays.DataError(f"ROI {arrays.format_roi(roi)} is not inside {affs_path}")
-    block = Coordinate(block_shape or [BLOCK] * affs.voxel_size.dims)
+    block = Coordinate(block_shape or [BLOCK_EDGE] * affs.voxel_size.dims)
     return roi, block * affs.voxel_size
 
 
@@ -405,6 +401,8 @@ def fragments_blockwise(
     same geometry and options are resumed; anything else starts afresh.
     """
     options = options or FragmentOptions()
+    if options.method == "waterz" and arrays.affinity_dims(affs_path) != 3:
+        raise arrays.DataError(f"{affs_path}: waterz fragments need 3D affinities (use seeded)")
     roi, block = _grid(affs_path, roi, block_shape)
     vs = arrays.open_array(affs_path).voxel_size
     job = {
@@ -498,7 +496,7 @@ def segment_blockwise(
     stage does only the blocks it had not finished.
     """
     vs = arrays.open_array(affs_path).voxel_size
-    block_shape = block_shape or [BLOCK] * vs.dims
+    block_shape = block_shape or [BLOCK_EDGE] * vs.dims
     container, dataset = arrays.split_path(out_path)
     frags_path = frags_path or arrays.array_path(container, f"{dataset}_fragments")
     graph_dir = graph_dir or Path(container).parent / f"{Path(container).stem}.{dataset}.graph"

@@ -56,6 +56,10 @@ class Predictor:
         state = load_checkpoint(checkpoint)
         arch = UNetConfig.model_validate(state["model_config"]["architecture"])
         task = AffinitiesTask.model_validate(state["model_config"]["task"])
+        if dims < len(arch.input_shape):
+            raise arrays.DataError(
+                f"{checkpoint}: a {len(arch.input_shape)}D network cannot predict {dims}D data"
+            )
         model = UNet(arch, 1, num_channels(task))
         model.load_state_dict(state["model"])
         dev = resolve_device(device)

@@ -124,17 +124,15 @@ def _check_apply(cfg: ExperimentConfig, i: int, entry: ApplyConfig, demo: set[st
             roi = arrays.parse_roi(entry.roi)
         except ValueError as e:
             raise ConfigError(f"apply[{i}].roi: {e}") from None
-    if entry.input in demo:
-        return
-    raw = _open(cfg, entry.input, "raw")
-    dims = raw.voxel_size.dims
+    raw = None if entry.input in demo else _open(cfg, entry.input, "raw")
+    dims = len(cfg.demo.voxel_size) if raw is None else raw.voxel_size.dims
     given = {"block_shape": entry.block_shape, "roi": None if roi is None else roi.begin}
     for key, value in given.items():
         if value is not None and len(value) != dims:
             raise ConfigError(
                 f"apply[{i}].{key}: needs {dims} entries ('{entry.input}' is {dims}D)"
             )
-    if roi is not None and not raw.roi.contains(roi):
+    if roi is not None and raw is not None and not raw.roi.contains(roi):
         raise ConfigError(
             f"apply[{i}].roi: {entry.roi} is outside {arrays.format_roi(raw.roi)} of "
             f"dataset '{entry.input}'"

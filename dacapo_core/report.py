@@ -108,7 +108,7 @@ def _plot_row(
 ) -> None:
     """Raw, affinities and segmentation at one z, on the same ROI so they line up."""
     raw, prediction, segmentation = paths
-    affs = _section(prediction, roi, z)[:3]
+    affs = _section(prediction, roi, z)[: arrays.affinity_dims(prediction)]  # nearest ones
     affs = np.moveaxis(np.pad(affs, [(0, 3 - len(affs))] + [(0, 0)] * (affs.ndim - 1)), 0, -1)
     affs = affs * arrays.affinity_scale(prediction)  # uint8 predictions store 255ths
     images = [

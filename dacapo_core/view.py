@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 
 def affinity_shader(channels: int) -> str:
-    """The first three affinity channels as RGB (a 2D network's two as red and green)."""
+    """The nearest-neighbour affinities (the first ``channels``, at most 3) as RGB:
+    a 2D network's two as red and green."""
     rgb = [f"toNormalized(getDataValue({c}))" if c < channels else "0.0" for c in range(3)]
     return "void main() {\n  emitRGB(vec3(" + ", ".join(rgb) + "));\n}\n"
 
@@ -162,7 +163,7 @@ def show(viewer: neuroglancer.Viewer, shown: list[Layer]) -> None:
                 state.layers[layer.name] = neuroglancer.SegmentationLayer(source=source)
             elif layer.kind == "affinities":
                 state.layers[layer.name] = neuroglancer.ImageLayer(
-                    source=source, shader=affinity_shader(zarr.open(layer.path, mode="r").shape[0])
+                    source=source, shader=affinity_shader(arrays.affinity_dims(layer.path))
                 )
             else:
                 state.layers[layer.name] = neuroglancer.ImageLayer(source=source)

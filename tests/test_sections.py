@@ -15,7 +15,7 @@ from funlib.geometry import Coordinate, Roi
 from gunpowder.nodes.add_affinities import seg_to_affgraph
 from skimage.metrics import variation_of_information
 
-from dacapo_core import arrays, batches, config, postprocess, train
+from dacapo_core import arrays, batches, config, postprocess, train, validate
 from dacapo_core.demo import cells, membranes
 from dacapo_core.evaluate import evaluate
 from dacapo_core.model import UNet
@@ -102,6 +102,8 @@ def test_a_stack_is_predicted_as_its_sections_are_alone(tmp_path):
     train.save_checkpoint(ckpt, state)
     raw = np.random.default_rng(1).integers(0, 255, (5, 90, 90)).astype(np.uint8)
     arrays.write_numpy(f"{tmp_path}/s.zarr/raw", raw, Coordinate(40, 4, 4))
+    with pytest.raises(arrays.DataError, match="a 2D network cannot predict 1D data"):
+        Predictor.load(ckpt, 1, "cpu")
     on_stack = Predictor.load(ckpt, 3, "cpu")
     assert tuple(on_stack.output_shape)[0] == 1 and tuple(on_stack.step)[0] == 1
     roi = Roi((40, 80, 80), (3 * 40, 160, 160))
@@ -114,20 +116,39 @@ def test_a_stack_is_predicted_as_its_sections_are_alone(tmp_path):
         assert np.allclose(affs[:, z - 1], section, atol=1e-6)
 
 
-def test_a_stack_of_sections_is_segmented_section_by_section(tmp_path):
+def in_plane_prediction(path: str) -> np.ndarray:
+    """Cells through every section (ids reused), and their in-plane affinities as a
+    2D network's prediction of the stack; returns the labels."""
     rng = np.random.default_rng(3)
-    labels = cells((4, 64, 64), diameter=16, rng=rng)  # objects through every section
+    labels = cells((4, 64, 64), diameter=16, rng=rng)
     labels[membranes(labels)] = 0
     in_plane = np.array([[0, -1, 0], [0, 0, -1]])
     affs = seg_to_affgraph(labels.astype(np.int32), in_plane).astype(np.float32)
-    path = f"{tmp_path}/s.zarr/affs"
     arrays.write_numpy(path, affs, Coordinate(40, 4, 4))
     zarr.open(path, mode="a").attrs["neighborhood"] = [[1, 0], [0, 1]]
+    return labels
+
+
+def test_edges_of_a_stack_stay_within_sections_with_their_own_channel():
+    frags = np.ones((2, 3, 3), np.uint64)  # section 0 is context (and all one fragment)
+    frags[1] = [[11, 11, 11], [12, 12, 13], [12, 12, 13]]
+    affs = np.stack([np.full(frags.shape, 0.2), np.full(frags.shape, 0.8)])  # y, x
+    pairs, stats = postprocess.edges(frags, affs, dims=2)
+    means = {tuple(p): s[0] / s[1] for p, s in zip(pairs.tolist(), stats, strict=True)}
+    assert means == pytest.approx({(11, 12): 0.2, (11, 13): 0.2, (12, 13): 0.8})
+
+
+def test_a_stack_of_sections_is_segmented_section_by_section(tmp_path):
+    path = f"{tmp_path}/s.zarr/affs"
+    labels = in_plane_prediction(path)
     results = {}
-    for name, block in (("whole", (4, 64, 64)), ("blocks", (1, 24, 24))):
+    for name, block in (("whole", (4, 64, 64)), ("blocks", (2, 24, 24))):
         out = f"{tmp_path}/s.zarr/{name}"
         postprocess.segment_blockwise(path, out, threshold=0.5, block_shape=block, num_workers=2)
         results[name] = arrays.open_array(out).to_ndarray(arrays.open_array(out).roi)
+    waterz = config.FragmentOptions(method="waterz")
+    with pytest.raises(arrays.DataError, match="waterz fragments need 3D affinities"):
+        postprocess.segment_blockwise(path, f"{tmp_path}/s.zarr/w", 0.5, options=waterz)
     for seg in results.values():
         for segment in np.unique(seg[seg > 0]):
             assert len(np.unique(np.nonzero(seg == segment)[0])) == 1  # one section each
@@ -135,6 +156,20 @@ def test_a_stack_of_sections_is_segmented_section_by_section(tmp_path):
     inside = labels > 0
     whole, blocks = (np.where(inside, results[k], 0) for k in ("whole", "blocks"))
     assert evaluate(blocks, whole)["voi"] < 0.05
+
+
+def test_validation_scores_a_stack_per_section(tmp_path):
+    """The GT reuses each id in all 4 sections; scored as 3D objects, the per-section
+    segments would be a split error of 2 bits."""
+    path = f"{tmp_path}/s.zarr/affs"
+    labels = in_plane_prediction(path)
+    arrays.write_numpy(f"{tmp_path}/s.zarr/gt", labels.astype(np.uint64), Coordinate(40, 4, 4))
+    grid = config.WatershedConfig(thresholds=[0.5], merge_function=["mean"])
+    paths = [f"{tmp_path}/s.zarr/frags", tmp_path / "graph", f"{tmp_path}/s.zarr/seg"]
+    result = validate.sweep(
+        path, f"{tmp_path}/s.zarr/gt", *paths, grid, "voi", Coordinate(2, 32, 32)
+    )
+    assert result["results"][0]["scores"]["voi"] < 0.1
 
 
 def test_scores_count_a_label_in_two_sections_as_two_objects():
@@ -167,3 +202,9 @@ def test_cli_evaluate_scores_per_section_on_request(tmp_path):
     for extra, voi in (([], 1.0), (["--per-section"], 0.0)):
         result = subprocess.run([*command, *extra], capture_output=True, text=True, check=True)
         assert json.loads(result.stdout)["voi"] == pytest.approx(voi)
+    arrays.write_numpy(f"{tmp_path}/i.zarr/gt", gt[0], Coordinate(4, 4))
+    command[-1] = f"{tmp_path}/i.zarr/gt"
+    command[command.index("--segmentation") + 1] = f"{tmp_path}/i.zarr/gt"
+    result = subprocess.run([*command, "--per-section"], capture_output=True, text=True)
+    assert result.returncode != 0 and "--per-section needs 3D arrays" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -18,7 +18,7 @@ import torch
 from conftest import TINY
 from funlib.geometry import Coordinate
 
-from dacapo_core import arrays, batches, config, train
+from dacapo_core import arrays, augment, batches, config, train
 from dacapo_core.demo import make_demo
 
 #: every augmentation, so that all their randomness is covered by the seeding
@@ -281,7 +281,9 @@ def test_simple_augment_transposes_only_axes_of_equal_resolution(tmp_path, demo)
     arch = {**arch, "downsample_factors": [[1, 2, 2]]}
     run = resolved.run.model_copy(update={"architecture": config.UNetConfig(**arch)})
     resolved = resolved.model_copy(update={"run": run})
-    for seed in range(8):  # about half of them swap y and x
+    square = augment.node(config.SimpleAugment(), batches.KEYS.raw, Coordinate(40, 8, 8), 3)
+    assert square.transpose_only == [1, 2]  # y and x swap, z stays
+    for seed in range(8):
         result = batch(resolved, datasets, [{"type": "simple"}], seed=seed)
         raw, gt = result[batches.KEYS.raw], result[batches.KEYS.gt]
         under_gt = (gt.spec.roi - raw.spec.roi.offset) / Coordinate(40, 8, 8)
