@@ -65,12 +65,12 @@ def node(
             mirror_probs=[0.5 * augment.mirror] * dims,
         )
     if isinstance(augment, ElasticAugment):
-        in_plane = Coordinate(voxel_size[-network_dims:])
+        network_voxel = Coordinate(voxel_size[-network_dims:])
         spacing = Coordinate(augment.control_point_spacing or [10] * network_dims)
         jitter = augment.jitter_sigma or [1.0] * network_dims
         return gp.DeformAugment(
-            control_point_spacing=spacing * in_plane,
-            jitter_sigma=[s * v for s, v in zip(jitter, in_plane, strict=True)],
+            control_point_spacing=spacing * network_voxel,
+            jitter_sigma=[s * v for s, v in zip(jitter, network_voxel, strict=True)],
             rotate=augment.rotate,
             subsample=augment.subsample,
             spatial_dims=network_dims,

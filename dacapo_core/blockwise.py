@@ -91,12 +91,13 @@ def run(
     """Run ``worker`` (a 0-argument function with its own daisy.Client loop) over blocks.
 
     Blocks finished by an earlier, killed run of the same stage into the same
-    ``output`` (tracked in ``output/.daisy/stage``) are skipped. Raises
+    ``output`` (tracked in ``output/.daisy/stage``) are skipped. Worker logs go to
+    ``log_dir``, by default ``output/.daisy/logs`` (kept while the output is staged). Raises
     BlockwiseError naming the task and the first worker error if any block
     failed permanently: daisy itself only reports it in the returned states.
     """
-    if log_dir is not None:
-        daisy.logging.set_log_basedir(str(log_dir))
+    # daisy's log directory is global: set it on every run, beside the output by default
+    daisy.logging.set_log_basedir(str(log_dir or Path(output) / TRACKING / "logs"))
     task = daisy.Task(
         task_id(stage, output),
         total_roi=total_roi,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -330,6 +331,11 @@ _MinSize = get_args(WatershedConfig.model_fields["min_size"].annotation)[0]
 BLOCK_EDGE = 128
 
 
+def block_shape_or_default(block_shape: Sequence[int] | None, dims: int) -> list[int]:
+    """``block_shape`` (voxels), or ``BLOCK_EDGE`` per axis of ``dims``-D data."""
+    return list(block_shape or [BLOCK_EDGE] * dims)
+
+
 class ApplyConfig(Strict):
     """A target of a run. Iteration and post-processing default to the run's selection
     (best.json, its ``criterion``); each may be pinned instead."""
@@ -357,7 +363,7 @@ class ApplyConfig(Strict):
 
     def blocks(self, dims: int) -> list[int]:
         """The block shape (voxels) on the ``dims``-D input."""
-        return self.block_shape or [BLOCK_EDGE] * dims
+        return block_shape_or_default(self.block_shape, dims)
 
 
 class DemoConfig(Strict):

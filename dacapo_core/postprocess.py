@@ -34,11 +34,12 @@ import daisy
 import numpy as np
 import waterz
 from funlib.geometry import Coordinate, Roi
+from funlib.persistence import Array
 from scipy import ndimage
 from skimage.segmentation import watershed
 
 from . import arrays, blockwise
-from .config import BLOCK_EDGE, FragmentOptions
+from .config import FragmentOptions, block_shape_or_default
 from .sections import lift
 
 #: affinity histogram bins per edge (for quantile merge functions)
@@ -374,15 +375,14 @@ class RelabelWorker(blockwise.BlockWorker):
 
 
 def _grid(
-    affs_path: str, roi: Roi | None, block_shape: Sequence[int] | None
+    affs: Array, affs_path: str, roi: Roi | None, block_shape: Sequence[int] | None
 ) -> tuple[Roi, Coordinate]:
     """The ROI to segment and the block size, in world units."""
-    affs = arrays.open_array(affs_path)
-    roi = affs.roi if roi is None else roi.snap_to_grid(affs.voxel_size, "grow")
+    vs = affs.voxel_size
+    roi = affs.roi if roi is None else roi.snap_to_grid(vs, "grow")
     if not affs.roi.contains(roi):
         raise arrays.DataError(f"ROI {arrays.format_roi(roi)} is not inside {affs_path}")
-    block = Coordinate(block_shape or [BLOCK_EDGE] * affs.voxel_size.dims)
-    return roi, block * affs.voxel_size
+    return roi, Coordinate(block_shape_or_default(block_shape, vs.dims)) * vs
 
 
 def fragments_blockwise(
@@ -403,8 +403,9 @@ def fragments_blockwise(
     options = options or FragmentOptions()
     if options.method == "waterz" and arrays.affinity_dims(affs_path) != 3:
         raise arrays.DataError(f"{affs_path}: waterz fragments need 3D affinities (use seeded)")
-    roi, block = _grid(affs_path, roi, block_shape)
-    vs = arrays.open_array(affs_path).voxel_size
+    affs = arrays.open_array(affs_path)
+    roi, block = _grid(affs, affs_path, roi, block_shape)
+    vs = affs.voxel_size
     job = {
         "affinities": affs_path,
         "affinities_version": arrays.fingerprint(affs_path),
@@ -441,14 +442,14 @@ def relabel_blockwise(
     out_path: str,
     history: MergeHistory,
     threshold: float,
-    block_shape: Coordinate,
+    block_shape: Sequence[int] | None = None,
     num_workers: int = 2,
     log_dir: str | Path | None = None,
 ) -> None:
     """Stage 4: write the segmentation at ``threshold`` (resuming a killed run's)."""
     frags = arrays.open_array(frags_path)
     vs = frags.voxel_size
-    block = Coordinate(block_shape) * vs
+    block = Coordinate(block_shape_or_default(block_shape, vs.dims)) * vs
     nodes, segments = history.lookup(threshold)
     job = {
         "fragments_version": arrays.fingerprint(frags_path),
@@ -495,8 +496,6 @@ def segment_blockwise(
     three are staged and renamed together at the end; rerun after a kill, each
     stage does only the blocks it had not finished.
     """
-    vs = arrays.open_array(affs_path).voxel_size
-    block_shape = block_shape or [BLOCK_EDGE] * vs.dims
     container, dataset = arrays.split_path(out_path)
     frags_path = frags_path or arrays.array_path(container, f"{dataset}_fragments")
     graph_dir = graph_dir or Path(container).parent / f"{Path(container).stem}.{dataset}.graph"

@@ -12,6 +12,8 @@ from funlib.geometry import Coordinate
 
 from dacapo_core import arrays
 from dacapo_core.demo import make_demo
+from dacapo_core.evaluate import evaluate
+from dacapo_core.sections import per_section
 
 pytestmark = pytest.mark.slow
 
@@ -100,5 +102,9 @@ def test_2d_runs_fine_tuning_and_section_mode(tmp_path):
     ids = [np.unique(section[section > 0]) for section in stack_seg]
     assert all(len(i) > 0 for i in ids)  # every section segmented
     assert len(np.concatenate(ids)) == len(np.unique(np.concatenate(ids)))  # no id in two
-    scores = json.loads((results / "stack/best.json").read_text())["voi"]
-    assert scores["iteration"] == 2
+    # validation scored the stack's objects per section (the GT reuses ids across z)
+    best = json.loads((results / "stack/best.json").read_text())["voi"]
+    val = arrays.open_array(results / "stack/validation/2/stack_validate.zarr/segmentation")
+    gt = arrays.open_array(tmp_path / "stack.zarr/validate/labels")
+    labels = [a.to_ndarray(val.roi) for a in (val, gt)]
+    assert best["value"] == pytest.approx(evaluate(*map(per_section, labels))["voi"])
