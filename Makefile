@@ -5,8 +5,10 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
+WORKDIR ?= .
+CONFIG ?=
 
-.PHONY: venv demo test lint report clean
+.PHONY: venv demo run test lint report clean
 
 $(BIN)/dacapo-flow: requirements/lock.txt requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +20,15 @@ $(BIN)/dacapo-flow: requirements/lock.txt requirements/dev.txt pyproject.toml
 
 venv: $(BIN)/dacapo-flow
 
-demo: venv
-	$(BIN)/snakemake --cores $(CORES)
+demo: run
+
+# make run [CONFIG=config/my_experiment.yaml] [WORKDIR=DIR]: the demo without CONFIG.
+# The same command finishes a crashed or killed run: a stale lock is removed (only
+# when no Snakemake runs in WORKDIR), incomplete jobs rerun, blockwise stages resume.
+run: venv
+	$(BIN)/dacapo-flow unlock $(WORKDIR)
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --directory $(WORKDIR) \
+		$(if $(CONFIG),--configfile $(CONFIG))
 
 report: venv
 	$(BIN)/snakemake --cores $(CORES) --report report.html

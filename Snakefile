@@ -8,7 +8,8 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/select.smk"
-include: "workflow/rules/apply.smk"
+include: "workflow/rules/predict.smk"
+include: "workflow/rules/segment.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from . import layout
 from .arrays import read_json
-from .config import CRITERIA, ApplyConfig
+from .config import CRITERIA
+from .stages import ChoiceStage
 
 
 def load_scores(score_files: Iterable[str | Path]) -> xr.DataArray:
@@ -87,10 +89,8 @@ def validation_prediction(run_dir: str | Path, dataset: str, iteration: int) -> 
     Beside its scores, unless validation predictions are temporary; then only
     the selected iterations' are kept, predicted again under ``validation/best/``.
     """
-    for path in (
-        Path(run_dir) / f"validation/{iteration}/{dataset}.zarr/prediction",
-        Path(run_dir) / f"validation/best/{dataset}/{iteration}.zarr/prediction",
-    ):
+    for pattern in (layout.validation(layout.PREDICTION), layout.BEST_PREDICTION):
+        path = layout.of_run(run_dir, pattern, it=iteration, dataset=dataset)
         if path.is_dir():
             return path
     return None
@@ -100,23 +100,22 @@ def validation_prediction(run_dir: str | Path, dataset: str, iteration: int) -> 
 PINNABLE = ("merge_function", "min_size", "threshold")
 
 
-def apply_inputs(entry: ApplyConfig, run_dir: str, parameters: bool = True) -> dict[str, str]:
-    """The selection files ``apply_choice`` reads for ``entry``: the workflow's inputs.
+def apply_inputs(pins: ChoiceStage, run: str, parameters: bool = True) -> dict[str, str]:
+    """The selection files ``apply_choice`` reads for ``pins``: the workflow's inputs.
 
     Only what is not pinned: with everything pinned, apply depends on no validation
     or selection output, so it neither waits for them nor reruns when they change.
     ``parameters=False``: only the iteration is needed (prediction).
     """
-    if entry.iteration is None:
-        return {"best": f"{run_dir}/best.json"}
-    if parameters and any(getattr(entry, k) is None for k in PINNABLE):
-        return {"scores": f"{run_dir}/validation/{entry.iteration}/scores.json"}
+    if pins.iteration is None:
+        return {"best": layout.path(layout.BEST, run=run)}
+    if parameters and any(getattr(pins, k) is None for k in PINNABLE):
+        return {"scores": layout.path(layout.SCORES, run=run, it=pins.iteration)}
     return {}
 
 
 def apply_choice(
-    entry: ApplyConfig,
-    criterion: str,
+    pins: ChoiceStage,
     best: str | Path | None = None,
     scores: str | Path | None = None,
     parameters: bool = True,
@@ -124,20 +123,21 @@ def apply_choice(
     """The iteration and post-processing parameters an apply target uses.
 
     Pinned values win. Otherwise the iteration is the one ``best`` (best.json)
-    selected by ``criterion``, and each parameter comes from the best set at that
+    selected by the run's criterion, and each parameter comes from the best set at that
     iteration: best.json's, or with a pinned iteration the best in its ``scores``
     (scores.json, datasets averaged as in selection), so that a pinned iteration
     never gets parameters tuned on another one. Reads only the files that
     ``apply_inputs`` names.
     """
+    criterion = pins.criterion
     choice: dict[str, Any] = {
-        "iteration": entry.iteration or read_json(best)[criterion]["iteration"]
+        "iteration": pins.iteration or read_json(best)[criterion]["iteration"]
     }
     if parameters:
-        pinned = {k: getattr(entry, k) for k in PINNABLE if getattr(entry, k) is not None}
+        pinned = {k: getattr(pins, k) for k in PINNABLE if getattr(pins, k) is not None}
         if len(pinned) < len(PINNABLE):
             selected = (
-                read_json(best) if entry.iteration is None else select_best(load_scores([scores]))
+                read_json(best) if pins.iteration is None else select_best(load_scores([scores]))
             )
             pinned = {**selected[criterion]["parameters"], **pinned}
         choice["parameters"] = pinned

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +94,29 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
         if parts[0] != "total":
             jobs[parts[0]] = int(parts[1])
     return jobs
+
+
+def ran_rules(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> number of jobs Snakemake actually ran, from its log (``rule X:`` /
+    ``localrule X:`` headers; the aggregate target ``all`` left out)."""
+    jobs: dict[str, int] = {}
+    for match in re.finditer(r"^(?:local)?(?:rule|checkpoint) (\w+):$", result.stderr, re.M):
+        if match.group(1) != "all":
+            jobs[match.group(1)] = jobs.get(match.group(1), 0) + 1
+    return jobs
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory) -> tuple[Path, Path]:
+    """A workdir where the tiny experiment ran to the end (shared: copy it to change it)."""
+    workdir = tmp_path_factory.mktemp("finished")
+    cfg = write_config(workdir, TINY)
+    result = snakemake(workdir, "--cores", "2", "--configfile", str(cfg))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, cfg
+
+
+def copy_workdir(source: Path, destination: Path) -> Path:
+    """A copy of a finished workdir, time stamps and Snakemake's records included."""
+    shutil.copytree(source, destination, symlinks=True)
+    return destination

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, planned_jobs, snakemake, write_config
+from conftest import REPO, TINY, copy_workdir, planned_jobs, ran_rules, snakemake, write_config
 
 from dacapo_core import arrays
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory, request):
-    """A workdir where the tiny experiment ran to the end."""
-    from conftest import TINY
-
-    workdir = tmp_path_factory.mktemp("wf")
-    cfg = write_config(workdir, TINY)
-    result = snakemake(workdir, "--cores", "2", "--configfile", str(cfg))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir, cfg
 
 
 def test_full_dag_produces_every_artifact(finished):
@@ -42,8 +32,16 @@ def test_full_dag_produces_every_artifact(finished):
         assert [tuple(r["parameters"].values()) for r in results] == [
             (f, s, t) for f in ("mean", "hist_quant_50") for s in (0, 20) for t in (0.3, 0.5, 0.7)
         ]
-    best = json.loads((run / "best.json").read_text())
-    assert best["voi"]["iteration"] in (10, 20) and best["voi"]["direction"] == "lower"
+    best = json.loads((run / "best.json").read_text())["voi"]
+    voi = {
+        (it, json.dumps(r["parameters"], sort_keys=True)): r["scores"]["voi"]
+        for it in (10, 20)
+        for r in json.loads((run / f"validation/{it}/scores.json").read_text())["datasets"][
+            "val_a"
+        ]["results"]
+    }
+    key = (best["iteration"], json.dumps(best["parameters"], sort_keys=True))
+    assert best["value"] == voi[key] == min(voi.values()) and best["direction"] == "lower"
     seg = arrays.open_array(run / "apply/test_a.zarr/segmentation")
     raw = arrays.open_array(workdir / "data/demo.zarr/test/raw")
     assert seg.roi == raw.roi and seg.voxel_size == raw.voxel_size
@@ -74,14 +72,60 @@ def test_finished_run_has_nothing_to_do(finished):
     assert planned_jobs(result) == {}, result.stdout[-2000:]
 
 
-def test_changing_post_processing_does_not_retrain(finished, tiny_config):
-    workdir, _ = finished
-    tiny_config["runs"]["tiny"]["post_processor"]["thresholds"] = [0.4, 0.6]
-    cfg = write_config(workdir, tiny_config, "changed.yaml")
-    jobs = planned_jobs(snakemake(workdir, "-n", "--configfile", str(cfg)))
-    assert "train" not in jobs and "validate_predict" not in jobs
-    assert jobs["validate_score"] == 2 and jobs["select"] == 1
-    assert jobs["segment"] == 1  # apply follows the (possibly new) selection
+def rerun(finished, tmp_path, edit) -> tuple[Path, dict[str, int]]:
+    """Edit the finished tiny experiment's config in a copy, run it for real: the copy
+    and the jobs that ran."""
+    workdir = copy_workdir(finished[0], tmp_path / "wd")
+    config = copy.deepcopy(TINY)
+    edit(config)
+    result = snakemake(workdir, "--cores", "2", "--configfile", str(write_config(workdir, config)))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, ran_rules(result)
+
+
+def test_worker_count_changes_nothing(finished, tmp_path):
+    _, ran = rerun(finished, tmp_path, lambda c: c["apply"][0].update(num_workers=1))
+    assert ran == {}
+
+
+def test_pinned_threshold_only_agglomerates_again(finished, tmp_path):
+    best = json.loads((finished[0] / "results/tiny/best.json").read_text())["voi"]
+    pinned = 0.9 if best["parameters"]["threshold"] != 0.9 else 0.1
+    workdir, ran = rerun(finished, tmp_path, lambda c: c["apply"][0].update(threshold=pinned))
+    assert ran == {"choose": 1, "segment": 1, "plot_slices": 1}
+    choice = json.loads((workdir / "results/tiny/apply/test_a.choice.json").read_text())
+    assert choice == {"iteration": best["iteration"], "parameters": {**best["parameters"], "threshold": pinned}}
+    segmentation = workdir / "results/tiny/apply/test_a.zarr/segmentation"
+    assert arrays.open_array(segmentation).data.attrs["threshold"] == pinned
+
+
+def test_new_threshold_grid_scores_and_selects_again(finished, tmp_path):
+    """Scoring, selection and what shows them; neither training, prediction, fragments
+    nor the graph. The target is segmented again only if the choice changed."""
+    grid = [0.4, 0.6]
+    workdir, ran = rerun(
+        finished,
+        tmp_path,
+        lambda c: c["runs"]["tiny"]["post_processor"].update(thresholds=grid),
+    )
+    before = json.loads((finished[0] / "results/tiny/apply/test_a.choice.json").read_text())
+    after = json.loads((workdir / "results/tiny/apply/test_a.choice.json").read_text())
+    assert after["parameters"]["threshold"] in grid
+    expected = {
+        "describe_run": 1,  # run.json records the run's config
+        "validate_score": 2,
+        "validation_scores": 2,
+        "select": 1,
+        "choose": 1,
+        "plot_scores": 1,
+        "plot_thresholds": 1,
+        "plot_slices": 1,
+    }
+    if after != before:
+        expected["segment"] = 1
+    if after["iteration"] != before["iteration"]:
+        expected["predict"] = expected["fragments"] = 1
+    assert ran == expected
 
 
 def test_raising_train_until_trains_only_new_chunks(finished, tiny_config):

@@ -10,7 +10,35 @@ from snakemake.utils import validate
 
 from dacapo_core import config as dconfig
 from dacapo_core import preflight
-from dacapo_core.select import apply_inputs
+from dacapo_core.arrays import open_array, read_json
+from dacapo_core.layout import (
+    BEST,
+    BEST_PREDICTIONS,
+    CHECKPOINT,
+    CHOICE,
+    DATASET_SCORES,
+    FIGURES,
+    FIGURE,
+    FRAGMENTS,
+    GRAPH,
+    PREDICTION,
+    RUN_JSON,
+    SCORES,
+    SEGMENTATION,
+    TRAINING_STATS,
+    apply,
+    figure,
+    path,
+    validation,
+)
+from dacapo_core.select import apply_choice, apply_inputs
+from dacapo_core.stages import (
+    AgglomerateStage,
+    ChoiceStage,
+    PredictStage,
+    ScoreStage,
+    TrainStage,
+)
 
 DEMO_CONFIG = Path(workflow.basedir) / "config" / "config.yaml"
 
@@ -50,6 +78,7 @@ wildcard_constraints:
     it=r"\d+",
     dataset=r"[A-Za-z0-9_.-]+",
     target=r"[A-Za-z0-9_.-]+",
+    volume=r"validation/\d+/[A-Za-z0-9_.-]+|apply/[A-Za-z0-9_.-]+",
 
 
 def keep_or_temp(path):
@@ -76,6 +105,22 @@ def array(name: str, role: str) -> str:
     return f"{ds.container}/{getattr(ds, role)}"
 
 
+def stage(model) -> dict:
+    """A stage model as a rule param: Snakemake tracks builtin values only."""
+    return model.model_dump(mode="json")
+
+
+def dataset_dims(name: str) -> int:
+    """Spatial dimensions of a dataset's raw (the demo's before it is made)."""
+    if EXPERIMENT.demo is not None and DATASETS[name].container == EXPERIMENT.demo.container:
+        return len(EXPERIMENT.demo.voxel_size)
+    return open_array(array(name, "raw")).voxel_size.dims
+
+
+def checkpoint_path(run: str, iteration: int) -> str:
+    return path(CHECKPOINT, run=run, it=iteration)
+
+
 def train_inputs(wildcards) -> dict:
     run = run_of(wildcards).run
     inputs = {"data": sorted({container(n) for n in run.datasplit.train})}
@@ -85,70 +130,111 @@ def train_inputs(wildcards) -> dict:
         raise WorkflowError(f"run {wildcards.run}: {it} is not a checkpoint iteration {its}")
     previous = its.index(it) - 1
     if previous >= 0:
-        inputs["start"] = f"results/{wildcards.run}/checkpoints/{its[previous]}.pt"
+        inputs["start"] = checkpoint_path(wildcards.run, its[previous])
     elif run.start is not None:  # fine-tuning: the other run's selection picks one of these
-        inputs["init_best"] = f"results/{run.start.run}/best.json"
+        inputs["init_best"] = path(BEST, run=run.start.run)
         inputs["init_checkpoints"] = run_checkpoints(run.start.run)
     return inputs
 
 
+def train_stage(wildcards) -> dict:
+    return stage(TrainStage.of(run_of(wildcards), DATASETS))
+
+
 def validation_scores(wildcards) -> list[str]:
-    return [
-        f"results/{wildcards.run}/validation/{it}/scores.json"
-        for it in run_of(wildcards).run.iterations()
-    ]
+    return [path(SCORES, run=wildcards.run, it=it) for it in run_of(wildcards).run.iterations()]
+
+
+def validate_predict_stage(wildcards) -> dict:
+    return stage(PredictStage.validation(run_of(wildcards).run, DATASETS[wildcards.dataset]))
+
+
+def score_stage(wildcards) -> dict:
+    return stage(ScoreStage.of(run_of(wildcards).run, DATASETS[wildcards.dataset]))
+
+
+def fragment_stage(wildcards) -> dict:
+    """The fragment options; the blocks are the prediction's chunks (a file input)."""
+    return stage(run_of(wildcards).run.post_processor.fragments)
 
 
 def apply_entry(wildcards) -> dconfig.ApplyConfig:
     return APPLY[(wildcards.run, wildcards.target)]
 
 
+def choice_stage(wildcards) -> ChoiceStage:
+    return ChoiceStage.of(apply_entry(wildcards), run_of(wildcards).run.criterion)
+
+
+def choice_inputs(wildcards) -> dict[str, str]:
+    return apply_inputs(choice_stage(wildcards), wildcards.run)
+
+
+def choice(wildcards, parameters: bool) -> dict:
+    """An apply target's iteration (and parameters): from the config where it pins
+    them, else from the checkpoint `choose`, so that until the selection is known
+    the asking rule waits for it, and afterwards depends on the choice itself, not
+    on when best.json was written."""
+    pins = choice_stage(wildcards)
+    if not apply_inputs(pins, "", parameters):  # all it needs is pinned
+        return apply_choice(pins, parameters=parameters)
+    chosen = checkpoints.choose.get(run=wildcards.run, target=wildcards.target).output[0]
+    return read_json(chosen)
+
+
+def predict_checkpoint(wildcards) -> str:
+    return checkpoint_path(wildcards.run, choice(wildcards, parameters=False)["iteration"])
+
+
+def predict_stage(wildcards) -> dict:
+    entry = apply_entry(wildcards)
+    return stage(
+        PredictStage.target(
+            run_of(wildcards).run,
+            entry,
+            DATASETS[entry.input],
+            dataset_dims(entry.input),
+            choice(wildcards, parameters=False)["iteration"],
+        )
+    )
+
+
+def segment_inputs(wildcards) -> dict[str, str]:
+    """Fragments and graph; until the choice is known, also the checkpoint `choose`
+    (Snakemake adds it when `choice` raises), so the params below can read it."""
+    choice(wildcards, parameters=True)
+    return {
+        name: path(apply(pattern), run=wildcards.run, target=wildcards.target)
+        for name, pattern in (("fragments", FRAGMENTS), ("graph", GRAPH))
+    }
+
+
+def agglomerate_stage(wildcards) -> dict:
+    return stage(AgglomerateStage(**choice(wildcards, parameters=True)["parameters"]))
+
+
 def run_checkpoints(name: str) -> list[str]:
     """All checkpoints of a run: a rule that reads best.json picks one of them."""
-    return [f"results/{name}/checkpoints/{it}.pt" for it in RUNS[name].run.iterations()]
+    return [checkpoint_path(name, it) for it in RUNS[name].run.iterations()]
 
 
 def checkpoints_of_run(wildcards) -> list[str]:
     return run_checkpoints(wildcards.run)
 
 
-def apply_checkpoints(wildcards) -> list[str]:
-    """The checkpoint pinned by the config, or all of them (best.json picks one)."""
-    entry = apply_entry(wildcards)
-    if entry.iteration:
-        return [f"results/{wildcards.run}/checkpoints/{entry.iteration}.pt"]
-    return checkpoints_of_run(wildcards)
-
-
-def apply_selection(parameters: bool):
-    """Input function: best.json, the pinned iteration's scores.json, or nothing when
-    the config pins it all (select.apply_inputs); parameters=False for the iteration only."""
-    return lambda w: apply_inputs(apply_entry(w), f"results/{w.run}", parameters)
-
-
 def best_predictions(run: str) -> list[str]:
     """Predictions kept for viewing when validation predictions are temporary."""
     if EXPERIMENT.keep_validation_predictions:
         return []
-    return expand(
-        "results/{run}/validation/best/{dataset}",
-        run=run,
-        dataset=RUNS[run].run.datasplit.validate_,
-    )
+    return [path(BEST_PREDICTIONS, run=run, dataset=d) for d in RUNS[run].run.datasplit.validate_]
 
 
 def all_targets() -> list[str]:
     targets = []
     for name in RUNS:
-        targets += [
-            f"results/{name}/run.json",
-            f"results/{name}/best.json",
-            f"results/{name}/report/loss.png",
-            f"results/{name}/report/scores.png",
-            f"results/{name}/report/thresholds.png",
-            f"results/{name}/report/slices.png",
-        ]
+        targets += [path(RUN_JSON, run=name), path(BEST, run=name)]
+        targets += [path(FIGURE, run=name, name=f) for f in FIGURES]
         targets += best_predictions(name)
     for run, target in APPLY:
-        targets.append(f"results/{run}/apply/{target}.zarr/segmentation")
+        targets.append(path(apply(SEGMENTATION), run=run, target=target))
     return targets

@@ -23,7 +23,7 @@ if EXPERIMENT.demo is not None:
 
 rule describe_run:
     output:
-        "results/{run}/run.json",
+        RUN_JSON,
     params:
         run=lambda w: run_of(w).model_dump(mode="json", by_alias=True),
         datasets=lambda w: {n: d.model_dump(mode="json") for n, d in DATASETS.items()},

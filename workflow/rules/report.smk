@@ -3,12 +3,10 @@
 
 rule plot_loss:
     input:
-        lambda w: expand(
-            "results/{{run}}/training_stats/{it}.json", it=run_of(w).run.iterations()
-        ),
+        lambda w: [path(TRAINING_STATS, run=w.run, it=it) for it in run_of(w).run.iterations()],
     output:
         report(
-            "results/{run}/report/loss.png",
+            figure("loss"),
             caption="../report/loss.rst",
             category="Training",
             subcategory="{run}",
@@ -25,10 +23,10 @@ rule plot_loss:
 rule plot_scores:
     input:
         scores=validation_scores,
-        best="results/{run}/best.json",
+        best=BEST,
     output:
         report(
-            "results/{run}/report/scores.png",
+            figure("scores"),
             caption="../report/scores.rst",
             category="Validation",
             subcategory="{run}",
@@ -45,10 +43,10 @@ rule plot_scores:
 rule plot_thresholds:
     input:
         scores=validation_scores,
-        best="results/{run}/best.json",
+        best=BEST,
     output:
         report(
-            "results/{run}/report/thresholds.png",
+            figure("thresholds"),
             caption="../report/thresholds.rst",
             category="Validation",
             subcategory="{run}",
@@ -66,15 +64,15 @@ rule plot_thresholds:
 
 rule plot_slices:
     input:
-        best="results/{run}/best.json",
+        best=BEST,
         scores=validation_scores,
         targets=lambda w: [
-            f"results/{w.run}/apply/{t}.zarr/segmentation" for r, t in APPLY if r == w.run
+            path(apply(SEGMENTATION), run=w.run, target=t) for r, t in APPLY if r == w.run
         ],
         kept=lambda w: best_predictions(w.run),
     output:
         report(
-            "results/{run}/report/slices.png",
+            figure("slices"),
             caption="../report/slices.rst",
             category="Examples",
             subcategory="{run}",

@@ -6,7 +6,7 @@ rule select:
         validation_scores,
     output:
         report(
-            "results/{run}/best.json",
+            BEST,
             caption="../report/best.rst",
             category="Selection",
             subcategory="{run}",
@@ -20,19 +20,36 @@ rule select:
         "../scripts/select.py"
 
 
+# What an apply target uses: pinned values, else the selection. A checkpoint, so
+# prediction depends on the chosen checkpoint file and segmentation on the chosen
+# parameters, not on when best.json was last written.
+checkpoint choose:
+    input:
+        unpack(choice_inputs),
+    output:
+        CHOICE,
+    params:
+        stage=lambda w: stage(choice_stage(w)),
+    log:
+        "logs/choose/{run}/{target}.log",
+    localrule: True
+    conda:
+        "../../envs/dacapo-flow.yaml"
+    script:
+        "../scripts/choose.py"
+
+
 # Only with keep_validation_predictions: false, where each validation prediction
 # is deleted once scored: predict each selected iteration again, for viewing.
 rule best_predictions:
     input:
         checkpoints=checkpoints_of_run,
-        best="results/{run}/best.json",
+        best=BEST,
         data=lambda w: container(w.dataset),
     output:
-        directory("results/{run}/validation/best/{dataset}"),
+        directory(BEST_PREDICTIONS),
     params:
-        dtype=lambda w: run_of(w).run.prediction_dtype,
-        raw=lambda w: array(w.dataset, "raw"),
-        gt=lambda w: array(w.dataset, "gt"),
+        stage=validate_predict_stage,
     log:
         "logs/best_predictions/{run}/{dataset}.log",
     threads: 2

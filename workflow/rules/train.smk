@@ -6,11 +6,10 @@ rule train:
     input:
         unpack(train_inputs),
     output:
-        checkpoint="results/{run}/checkpoints/{it}.pt",
-        stats="results/{run}/training_stats/{it}.json",
+        checkpoint=CHECKPOINT,
+        stats=TRAINING_STATS,
     params:
-        training=lambda w: dconfig.training_view(run_of(w), DATASETS),
-        snapshots="results/{run}/snapshots",
+        stage=train_stage,
     log:
         "logs/train/{run}/{it}.log",
     threads: 2

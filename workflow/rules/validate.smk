@@ -1,17 +1,16 @@
-# Validation of checkpoint {it}: one blockwise prediction per dataset, then a
-# cheap sweep of the post-processing grid on its region graph.
+# Validation of checkpoint {it}: one blockwise prediction per dataset, its fragments
+# and region graph (rule fragments, segment.smk), then a cheap sweep of the
+# post-processing grid on that graph.
 
 
 rule validate_predict:
     input:
-        checkpoint="results/{run}/checkpoints/{it}.pt",
+        checkpoint=CHECKPOINT,
         data=lambda w: container(w.dataset),
     output:
-        keep_or_temp(directory("results/{run}/validation/{it}/{dataset}.zarr/prediction")),
+        keep_or_temp(directory(validation(PREDICTION))),
     params:
-        dtype=lambda w: run_of(w).run.prediction_dtype,
-        raw=lambda w: array(w.dataset, "raw"),
-        gt=lambda w: array(w.dataset, "gt"),
+        stage=validate_predict_stage,
     log:
         "logs/validate_predict/{run}/{it}/{dataset}.log",
     threads: 2
@@ -21,21 +20,18 @@ rule validate_predict:
     conda:
         "../../envs/dacapo-flow.yaml"
     script:
-        "../scripts/validate_predict.py"
+        "../scripts/predict.py"
 
 
 rule validate_score:
     input:
-        prediction="results/{run}/validation/{it}/{dataset}.zarr/prediction",
+        fragments=validation(FRAGMENTS),
+        graph=validation(GRAPH),
     output:
-        scores="results/{run}/validation/{it}/{dataset}.scores.json",
-        fragments=directory("results/{run}/validation/{it}/{dataset}.zarr/fragments"),
-        segmentation=directory("results/{run}/validation/{it}/{dataset}.zarr/segmentation"),
-        graph=directory("results/{run}/validation/{it}/{dataset}.zarr.graph"),
+        scores=DATASET_SCORES,
+        segmentation=directory(validation(SEGMENTATION)),
     params:
-        gt=lambda w: array(w.dataset, "gt"),
-        post_processor=lambda w: run_of(w).run.post_processor.model_dump(mode="json"),
-        criterion=lambda w: run_of(w).run.criterion,
+        stage=score_stage,
     log:
         "logs/validate_score/{run}/{it}/{dataset}.log",
     threads: 2
@@ -50,12 +46,12 @@ rule validate_score:
 
 rule validation_scores:
     input:
-        lambda w: expand(
-            "results/{{run}}/validation/{{it}}/{dataset}.scores.json",
-            dataset=run_of(w).run.datasplit.validate_,
-        ),
+        lambda w: [
+            path(DATASET_SCORES, run=w.run, it=w.it, dataset=d)
+            for d in run_of(w).run.datasplit.validate_
+        ],
     output:
-        "results/{run}/validation/{it}/scores.json",
+        SCORES,
     log:
         "logs/validation_scores/{run}/{it}.log",
     localrule: True

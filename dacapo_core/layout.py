@@ -1,0 +1,66 @@
+"""Where a workflow's results live: the one place the results layout is spelled out.
+
+Paths are patterns relative to the workflow's working directory, with
+Snakemake's wildcards (``{run}``, ``{it}``, ``{dataset}``, ``{target}``,
+``{volume}``). Rules use them as they are; code fills them in with ``path``.
+A *volume* is one prediction with what is made from it: a validation dataset at
+an iteration (``validation/{it}/{dataset}``) or an apply target
+(``apply/{target}``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RUN = "results/{run}"
+RUN_JSON = f"{RUN}/run.json"
+CHECKPOINT = f"{RUN}/checkpoints/{{it}}.pt"
+TRAINING_STATS = f"{RUN}/training_stats/{{it}}.json"
+SNAPSHOTS = f"{RUN}/snapshots"
+
+#: a prediction and what is made from it, in one zarr container; its graph beside it
+VOLUME = f"{RUN}/{{volume}}.zarr"
+PREDICTION = f"{VOLUME}/prediction"
+FRAGMENTS = f"{VOLUME}/fragments"
+SEGMENTATION = f"{VOLUME}/segmentation"
+GRAPH = f"{VOLUME}.graph"
+
+VALIDATION_VOLUME = "validation/{it}/{dataset}"
+APPLY_VOLUME = "apply/{target}"
+DATASET_SCORES = f"{RUN}/validation/{{it}}/{{dataset}}.scores.json"
+SCORES = f"{RUN}/validation/{{it}}/scores.json"
+BEST = f"{RUN}/best.json"
+#: selected iterations predicted again, when validation predictions are temporary
+BEST_PREDICTIONS = f"{RUN}/validation/best/{{dataset}}"
+BEST_PREDICTION = f"{BEST_PREDICTIONS}/{{it}}.zarr/prediction"
+CHOICE = f"{RUN}/apply/{{target}}.choice.json"
+FIGURE = f"{RUN}/report/{{name}}.png"
+#: the report's figures of each run
+FIGURES = ("loss", "scores", "thresholds", "slices")
+
+
+
+def validation(pattern: str) -> str:
+    """A volume pattern (PREDICTION, FRAGMENTS, ...) for a validation dataset."""
+    return pattern.replace("{volume}", VALIDATION_VOLUME)
+
+
+def apply(pattern: str) -> str:
+    """A volume pattern (PREDICTION, FRAGMENTS, ...) for an apply target."""
+    return pattern.replace("{volume}", APPLY_VOLUME)
+
+
+def figure(name: str) -> str:
+    """The pattern of one of a run's report figures."""
+    return FIGURE.replace("{name}", name)
+
+
+def path(pattern: str, **wildcards: object) -> str:
+    """``pattern`` with its wildcards filled in."""
+    return pattern.format(**wildcards)
+
+
+def of_run(run_dir: str | Path, pattern: str, **wildcards: object) -> Path:
+    """``pattern`` filled in for the run whose results are ``run_dir`` (results/RUN)."""
+    run_dir = Path(run_dir).resolve()
+    return run_dir.parents[1] / path(pattern, run=run_dir.name, **wildcards)

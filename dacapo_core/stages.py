@@ -1,0 +1,144 @@
+"""What each workflow stage's output depends on: one small frozen model per stage.
+
+A rule's ``params`` is exactly one of these (fragments: ``config.FragmentOptions``),
+built in ``workflow/rules/common.smk`` from the experiment config and handed to the
+stage's core function. Snakemake
+reruns a job when its params change, so a model holds everything its output
+depends on and nothing else: worker counts, log paths and the like are not in
+it, and changing them reruns nothing. Snakemake tracks only builtin values, so
+rules pass ``stage.model_dump(mode="json")`` and scripts validate it back.
+
+Block shapes: a prediction's values are the same whatever its blocks (windows
+lie on a grid anchored at the raw origin), but its blocks are its chunks, and
+the fragments that follow are computed per chunk with a bounded context, so
+they may differ near block faces. The block shape is therefore part of
+``PredictStage``: changing it predicts again, and everything after follows the
+prediction's chunks (fragments, graph, relabelling) as file inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from . import arrays
+from .config import (
+    AffinitiesTask,
+    ApplyConfig,
+    DatasetConfig,
+    ResolvedRun,
+    RunConfig,
+    StartConfig,
+    Strict,
+    TrainerConfig,
+    UNetConfig,
+)
+
+
+class TrainStage(Strict):
+    """A training chunk's checkpoint: the network, the trainer, the training data and
+    the seed. Not the run's name, validation or post-processing."""
+
+    seed: int
+    task: AffinitiesTask
+    architecture: UNetConfig
+    trainer: TrainerConfig
+    datasets: dict[str, DatasetConfig] = Field(description="training datasets, in datasplit order")
+    train_weights: list[float] | None = None
+    start: StartConfig | None = None
+
+    @classmethod
+    def of(cls, resolved: ResolvedRun, datasets: dict[str, DatasetConfig]) -> TrainStage:
+        run = resolved.run
+        return cls(
+            seed=resolved.seed,
+            task=run.task,
+            architecture=run.architecture,
+            trainer=run.trainer,
+            datasets={name: datasets[name] for name in run.datasplit.train},
+            train_weights=run.datasplit.train_weights,
+            start=run.start,
+        )
+
+
+class PredictStage(Strict):
+    """A prediction, besides its checkpoint (a file input): what is predicted and how
+    it is stored."""
+
+    raw: str = Field(description="raw array: CONTAINER.zarr/DATASET")
+    roi: str | None = Field(None, description="world units; None: all of raw")
+    roi_of: str | None = Field(None, description="predict the ROI of this array (GT crop)")
+    dtype: Literal["float32", "uint8"] = "float32"
+    block_shape: list[int] | None = Field(
+        None, description="voxels; None: one network window per block (validation)"
+    )
+    iteration: int | None = Field(None, description="the checkpoint's iteration, for the log")
+
+    @classmethod
+    def validation(cls, run: RunConfig, dataset: DatasetConfig) -> PredictStage:
+        """A validation dataset's GT crop, one network window per block."""
+        return cls(
+            raw=arrays.array_path(dataset.container, dataset.raw),
+            roi_of=arrays.array_path(dataset.container, dataset.gt),
+            dtype=run.prediction_dtype,
+        )
+
+    @classmethod
+    def target(
+        cls, run: RunConfig, entry: ApplyConfig, dataset: DatasetConfig, dims: int, iteration: int
+    ) -> PredictStage:
+        """An apply target (``dims``: its raw's dimensions) with the chosen iteration."""
+        return cls(
+            raw=arrays.array_path(dataset.container, dataset.raw),
+            roi=entry.roi,
+            dtype=run.prediction_dtype,
+            block_shape=entry.blocks(dims),
+            iteration=iteration,
+        )
+
+
+class ScoreStage(Strict):
+    """Scores of every post-processing parameter set on a region graph (a file input),
+    and which segmentation is kept for viewing."""
+
+    gt: str
+    parameter_sets: list[dict[str, Any]]
+    criterion: str
+
+    @classmethod
+    def of(cls, run: RunConfig, dataset: DatasetConfig) -> ScoreStage:
+        return cls(
+            gt=arrays.array_path(dataset.container, dataset.gt),
+            parameter_sets=run.post_processor.parameter_sets(),
+            criterion=run.criterion,
+        )
+
+
+class AgglomerateStage(Strict):
+    """A segmentation from fragments and region graph (file inputs)."""
+
+    merge_function: str
+    min_size: int
+    threshold: float
+
+
+class ChoiceStage(Strict):
+    """Which iteration and parameters an apply target uses: the pinned values, and the
+    run's criterion for what is not pinned (read from the selection)."""
+
+    criterion: str
+    iteration: int | None = None
+    merge_function: str | None = None
+    min_size: int | None = None
+    threshold: float | None = None
+
+    @classmethod
+    def of(cls, entry: ApplyConfig, criterion: str) -> ChoiceStage:
+        return cls(
+            criterion=criterion,
+            iteration=entry.iteration,
+            merge_function=entry.merge_function,
+            min_size=entry.min_size,
+            threshold=entry.threshold,
+        )

@@ -1,0 +1,15 @@
+"""Rule fragments: fragments and region graph of a prediction, blockwise."""
+
+from dacapo_core import logs
+from dacapo_core.config import FragmentOptions
+from dacapo_core.segment import fragment
+
+logs.to_file(snakemake.log[0])
+fragment(
+    snakemake.input.prediction,
+    snakemake.output.fragments,
+    snakemake.output.graph,
+    FragmentOptions.model_validate(snakemake.params.stage),
+    num_workers=snakemake.threads,
+    log_dir=f"{snakemake.log[0]}.workers",
+)
