@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -87,10 +88,20 @@ def cmd_check(args: argparse.Namespace) -> None:
     print(f"{args.config}: ok ({len(cfg.resolved_runs())} runs, {len(cfg.apply)} targets)")
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both end the viewer cleanly. SIGINT is set explicitly: a
+    viewer started from a script's background job or under nohup inherits it ignored,
+    and Ctrl-C would do nothing."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)  # raises KeyboardInterrupt
+
+
 def cmd_view(args: argparse.Namespace) -> None:
     """Only the URL goes to stdout (scripts read it); messages go to stderr."""
     import logging
     import webbrowser
+
+    import neuroglancer
 
     from . import view
 
@@ -102,6 +113,7 @@ def cmd_view(args: argparse.Namespace) -> None:
     else:
         viewer = view.start(args.run, args.target, args.iteration, args.bind)
     url = viewer.get_viewer_url()
+    _stop_on_signals()
     try:  # from the URL on: a user may press Ctrl-C as soon as it is printed
         print(url, flush=True)
         if not args.no_browser:
@@ -112,6 +124,7 @@ def cmd_view(args: argparse.Namespace) -> None:
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:
+        neuroglancer.server.stop()
         print("viewer stopped", file=sys.stderr)
 
 
