@@ -12,10 +12,11 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from funlib.geometry import Coordinate
 
-from . import arrays
+from . import arrays, profiles
 from .blockwise import BlockwiseError
 from .config import ConfigError
 
@@ -128,6 +129,29 @@ def cmd_view(args: argparse.Namespace) -> None:
         print("viewer stopped", file=sys.stderr)
 
 
+def _ask(option: str, hint: str) -> str:
+    """A value the command line left out, asked for where someone can answer."""
+    if not sys.stdin.isatty():
+        raise profiles.ProfileError(f"{option} is required (no terminal to ask on)")
+    return input(f"{option} ({hint}): ").strip()
+
+
+def cmd_profile(args: argparse.Namespace) -> None:
+    """Says what it wrote (stdout), and what it replaced if --force was needed."""
+    partition, account = args.partition, args.account
+    if partition is None:
+        partition = _ask("--partition", "your default partition, `sinfo -s`")
+        account = account or _ask("--account", "empty if the cluster has no accounting") or None
+    dest = Path(args.dest) if args.dest else profiles.user_profile_dir(args.name)
+    replaced = (dest / "config.yaml").exists()
+    written = profiles.install(partition, account, dest, args.force)
+    done = "replaced" if replaced else "installed"
+    kept = f"; the previous one is {written}.bak" if replaced else ""
+    print(f"{done} {written} (partition {partition}, account {account or 'none'}){kept}")
+    named = args.name if args.dest is None else dest
+    print(f"now, in the repository: snakemake --profile {named} [--configfile CONFIG]")
+
+
 def cmd_schema(args: argparse.Namespace) -> None:
     from .config import json_schema
 
@@ -201,6 +225,24 @@ def parser() -> argparse.ArgumentParser:
         "--bind", default="127.0.0.1", help="address to serve on (else warned: no authentication)"
     )
     s.set_defaults(func=cmd_view)
+
+    s = sub.add_parser("profile", help="install a Snakemake profile: `--profile slurm` works")
+    actions = s.add_subparsers(dest="action", required=True)
+    s = actions.add_parser(
+        "install",
+        help="the project's SLURM profile, with your partition and account, as a named profile",
+        description="Copy profiles/slurm/config.yaml, with your partition and account filled "
+        "in, to $XDG_CONFIG_HOME/snakemake/NAME (default ~/.config/snakemake/slurm), where "
+        "`snakemake --profile NAME` finds it from any directory. An existing profile there is "
+        "not overwritten without --force. Asks for the partition and account when run in a "
+        "terminal without --partition.",
+    )
+    s.add_argument("name", choices=["slurm"], help="the profile (and the name it gets)")
+    s.add_argument("--partition", help="default partition for jobs (`sinfo -s`)")
+    s.add_argument("--account", help="account, on clusters with accounting")
+    s.add_argument("--dest", help="install here instead (a profile directory)")
+    s.add_argument("--force", action="store_true", help="replace an existing profile")
+    s.set_defaults(func=cmd_profile)
 
     s = sub.add_parser("schema", help="print the config's JSON schema")
     s.set_defaults(func=cmd_schema)
