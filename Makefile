@@ -1,6 +1,8 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   create .venv, install the pinned stack, run the embedded demo
 #   make test   the test suite (same venv); .ci/run calls this
+# On a SLURM login node, once: make slurm-profile PARTITION=gpu [ACCOUNT=mylab] [FORCE=1]
+# installs the profile that `snakemake --profile slurm` finds (docs/cluster.md).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +10,7 @@ CORES ?= 2
 WORKDIR ?= .
 CONFIG ?=
 
-.PHONY: venv demo run test lint report clean
+.PHONY: venv demo run test lint report clean slurm-profile
 
 $(BIN)/dacapo-flow: requirements/lock.txt requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +34,10 @@ run: venv
 
 report: venv
 	$(BIN)/snakemake --cores $(CORES) --report report.html
+
+slurm-profile: venv
+	$(BIN)/dacapo-flow profile install slurm $(if $(PARTITION),--partition $(PARTITION)) \
+		$(if $(ACCOUNT),--account $(ACCOUNT)) $(if $(FORCE),--force)
 
 test: venv
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from funlib.geometry import Coordinate
 
-from . import arrays
+from . import arrays, profiles
 from .blockwise import BlockwiseError
 from .config import ConfigError
 
@@ -87,10 +89,20 @@ def cmd_check(args: argparse.Namespace) -> None:
     print(f"{args.config}: ok ({len(cfg.resolved_runs())} runs, {len(cfg.apply)} targets)")
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both end the viewer cleanly. SIGINT is set explicitly: a
+    viewer started from a script's background job or under nohup inherits it ignored,
+    and Ctrl-C would do nothing."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)  # raises KeyboardInterrupt
+
+
 def cmd_view(args: argparse.Namespace) -> None:
     """Only the URL goes to stdout (scripts read it); messages go to stderr."""
     import logging
     import webbrowser
+
+    import neuroglancer
 
     from . import view
 
@@ -102,6 +114,7 @@ def cmd_view(args: argparse.Namespace) -> None:
     else:
         viewer = view.start(args.run, args.target, args.iteration, args.bind)
     url = viewer.get_viewer_url()
+    _stop_on_signals()
     try:  # from the URL on: a user may press Ctrl-C as soon as it is printed
         print(url, flush=True)
         if not args.no_browser:
@@ -112,7 +125,31 @@ def cmd_view(args: argparse.Namespace) -> None:
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:
+        neuroglancer.server.stop()
         print("viewer stopped", file=sys.stderr)
+
+
+def _ask(option: str, hint: str) -> str:
+    """A value the command line left out, asked for where someone can answer."""
+    if not sys.stdin.isatty():
+        raise profiles.ProfileError(f"{option} is required (no terminal to ask on)")
+    return input(f"{option} ({hint}): ").strip()
+
+
+def cmd_profile(args: argparse.Namespace) -> None:
+    """Says what it wrote (stdout), and what it replaced if --force was needed."""
+    partition, account = args.partition, args.account
+    if partition is None:
+        partition = _ask("--partition", "your default partition, `sinfo -s`")
+        account = account or _ask("--account", "empty if the cluster has no accounting") or None
+    dest = Path(args.dest) if args.dest else profiles.user_profile_dir(args.name)
+    replaced = (dest / "config.yaml").exists()
+    written = profiles.install(partition, account, dest, args.force)
+    done = "replaced" if replaced else "installed"
+    kept = f"; the previous one is {written}.bak" if replaced else ""
+    print(f"{done} {written} (partition {partition}, account {account or 'none'}){kept}")
+    named = args.name if args.dest is None else dest
+    print(f"now, in the repository: snakemake --profile {named} [--configfile CONFIG]")
 
 
 def cmd_schema(args: argparse.Namespace) -> None:
@@ -188,6 +225,24 @@ def parser() -> argparse.ArgumentParser:
         "--bind", default="127.0.0.1", help="address to serve on (else warned: no authentication)"
     )
     s.set_defaults(func=cmd_view)
+
+    s = sub.add_parser("profile", help="install a Snakemake profile: `--profile slurm` works")
+    actions = s.add_subparsers(dest="action", required=True)
+    s = actions.add_parser(
+        "install",
+        help="the project's SLURM profile, with your partition and account, as a named profile",
+        description="Copy profiles/slurm/config.yaml, with your partition and account filled "
+        "in, to $XDG_CONFIG_HOME/snakemake/NAME (default ~/.config/snakemake/slurm), where "
+        "`snakemake --profile NAME` finds it from any directory. An existing profile there is "
+        "not overwritten without --force. Asks for the partition and account when run in a "
+        "terminal without --partition.",
+    )
+    s.add_argument("name", choices=["slurm"], help="the profile (and the name it gets)")
+    s.add_argument("--partition", help="default partition for jobs (`sinfo -s`)")
+    s.add_argument("--account", help="account, on clusters with accounting")
+    s.add_argument("--dest", help="install here instead (a profile directory)")
+    s.add_argument("--force", action="store_true", help="replace an existing profile")
+    s.set_defaults(func=cmd_profile)
 
     s = sub.add_parser("schema", help="print the config's JSON schema")
     s.set_defaults(func=cmd_schema)

@@ -17,6 +17,10 @@ Every validation dataset is shown. Datasets usually share world coordinates, so
 only the first one's layers start visible; tick the others in the layer list
 (a choice that survives a switch to a new best).
 
+The viewer opens centred on where every visible layer has data (a validation
+crop inside a larger raw, or a whole apply target), zoomed so that it fits a
+panel (``PANEL_PIXELS``); a switch to a new best keeps where the user looked.
+
 Data paths in ``run.json`` and in a prediction's attributes are relative to the
 workflow's working directory, the parent of ``results/``; they are resolved
 against it, so the viewer may be started from any directory.
@@ -31,7 +35,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import neuroglancer
+import numpy as np
 import zarr
+from funlib.geometry import Roi
 
 from . import arrays
 from .select import validation_prediction
@@ -47,6 +53,10 @@ def affinity_shader(channels: int) -> str:
 
 
 STATUS = "follow"  # key of the viewer's status message in follow mode
+#: screen pixels that the data's largest edge spans in a cross-section panel: the
+#: panels of the 4-panel layout are about 400 x 300 in an 800 x 600 page (the browser
+#: test's screenshot); a larger window leaves a margin around the data
+PANEL_PIXELS = 250
 
 
 @dataclass(frozen=True)
@@ -152,10 +162,43 @@ def _volume(path: str) -> neuroglancer.LocalVolume:
     return neuroglancer.LocalVolume(data, dimensions=space, voxel_offset=offset)
 
 
+def _focus(visible: list[Layer]) -> Roi:
+    """Where every visible layer has data (their ROIs' intersection, in world units);
+    the first layer's ROI if they do not overlap."""
+    rois = [arrays.open_array(layer.path).roi for layer in visible]
+    focus = rois[0]
+    for roi in rois[1:]:
+        focus = focus.intersect(roi)
+    return rois[0] if focus.empty else focus
+
+
+def frame(state: neuroglancer.ViewerState, visible: list[Layer]) -> None:
+    """Centre the views on the visible layers' data and zoom to fit it: global
+    dimensions at the first layer's voxel size, position in those voxels, and scales in
+    canonical voxels (the smallest voxel edge): per screen pixel for cross-sections, per
+    viewport height for the 3D view (twice the data's largest edge, room for any
+    orientation). The first panel shows a z section, x to the right, as EM is read."""
+    voxel_size = np.array(arrays.open_array(visible[0].path).voxel_size, dtype=float)
+    names = ["z", "y", "x"][-len(voxel_size) :]
+    state.dimensions = neuroglancer.CoordinateSpace(
+        names=names, units=["nm"] * len(names), scales=list(voxel_size)
+    )
+    state.display_dimensions = names[::-1]
+    focus = _focus(visible)
+    centre = np.array(focus.offset, dtype=float) + np.array(focus.shape, dtype=float) / 2
+    state.position = centre / voxel_size
+    extent = max(focus.shape) / voxel_size.min()
+    state.cross_section_scale = extent / PANEL_PIXELS
+    state.projection_scale = 2 * extent
+
+
 def show(viewer: neuroglancer.Viewer, shown: list[Layer]) -> None:
-    """Replace the layers; a layer shown before keeps the visibility the user gave it."""
+    """Replace the layers; a layer shown before keeps the visibility the user gave it.
+    The first layers shown are framed; later ones keep the user's view."""
     with viewer.txn() as state:
         visible = {layer.name: layer.visible for layer in state.layers}
+        if not visible:
+            frame(state, [layer for layer in shown if layer.visible] or shown)
         state.layers.clear()
         for layer in shown:
             source = _volume(layer.path)

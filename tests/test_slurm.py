@@ -1,4 +1,6 @@
-"""The workflow on a real single-node SLURM, through `--profile profiles/slurm`.
+"""The workflow on a real single-node SLURM, through the profile installed as
+`--profile slurm` (as a user does) and through `--profile profiles/slurm`; and the
+profile's installation.
 
 tests/slurm/slurm-up.sh brings up munge, slurmctld, slurmd and slurmdbd (with a
 local MariaDB, so that `sacct` works) as root; the fixture tears it down even
@@ -16,11 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import BIN, REPO, TINY, snakemake, write_config
 
-from dacapo_core import arrays
-
-pytestmark = pytest.mark.slow
+from dacapo_core import arrays, cli, profiles
 
 SLURM = REPO / "tests/slurm"
 FAST_POLLING = [
@@ -45,23 +46,79 @@ def cluster():
         subprocess.run(["bash", str(SLURM / "slurm-down.sh")], capture_output=True)
 
 
-def on_slurm(workdir, config, *extra):
+def on_slurm(workdir, config, *extra, profile=str(REPO / "profiles/slurm")):
     return snakemake(
         workdir,
         "--profile",
-        str(REPO / "profiles/slurm"),
+        profile,
         "--configfile",
         str(config),
         *FAST_POLLING,
-        *SITE,
         *extra,
         timeout=900,
     )
 
 
-def test_tiny_workflow_runs_through_sbatch(cluster, tmp_path):
+def install_profile(*options):
+    """`dacapo-flow profile install slurm ...` as a user types it."""
+    return subprocess.run(
+        [str(BIN / "dacapo-flow"), "profile", "install", "slurm", *options],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_profile_fills_in_partition_and_account():
+    template = (REPO / "profiles/slurm/config.yaml").read_text()
+    filled = yaml.safe_load(profiles.render(template, "gpu", "mylab"))
+    expected = yaml.safe_load(template)
+    expected["default-resources"].update(slurm_partition="gpu", slurm_account="mylab")
+    assert filled == expected  # nothing else changed
+    without = yaml.safe_load(profiles.render(template, "gpu", None))
+    assert "slurm_account" not in without["default-resources"]
+    with pytest.raises(profiles.ProfileError):
+        profiles.render(template, "gpu; rm", None)
+
+
+def test_profile_goes_where_snakemake_looks_and_is_not_overwritten(tmp_path, monkeypatch, capsys):
+    """Snakemake finds `--profile NAME` in platformdirs' user config dir; an existing
+    profile there is kept (one line, exit 2) unless --force, which keeps a backup."""
+    from snakemake.cli import get_profile_dir
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # no ./slurm: the search goes on to the config dirs
+    monkeypatch.setattr("snakemake.common.APPDIRS", None)  # snakemake caches the dirs
+    install = ["profile", "install", "slurm", "--partition", "p1"]
+    assert cli.main(install) == 0
+    path = tmp_path / "snakemake/slurm/config.yaml"
+    assert get_profile_dir("slurm") == (path.parent, path)
+    assert f"installed {path} (partition p1, account none)" in capsys.readouterr().out
+    mine = path.read_text() + "# my own settings\n"
+    path.write_text(mine)
+    assert cli.main([*install[:-1], "p2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"dacapo-flow profile: error: {path.parent} exists: not overwritten " + (
+        "(--force replaces its config.yaml)"
+    )
+    assert path.read_text() == mine
+    assert cli.main([*install[:-1], "p2", "--force"]) == 0
+    assert "replaced" in capsys.readouterr().out
+    assert yaml.safe_load(path.read_text())["default-resources"]["slurm_partition"] == "p2"
+    assert (path.parent / "config.yaml.bak").read_text() == mine
+
+
+@pytest.mark.slow
+def test_tiny_workflow_runs_through_sbatch_with_the_installed_profile(
+    cluster, tmp_path, monkeypatch
+):
+    """The user's commands: install the profile once, then `snakemake --profile slurm`
+    (run from the repository root, which has no ./slurm)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    installed = install_profile("--partition", "debug", "--account", "ci")
+    assert installed.returncode == 0, installed.stderr
     config = write_config(tmp_path, TINY)
-    result = on_slurm(tmp_path, config)
+    result = on_slurm(tmp_path, config, profile="slurm")
     assert result.returncode == 0, result.stderr[-3000:]
     seg = arrays.open_array(tmp_path / "results/tiny/apply/test_a.zarr/segmentation")
     raw = arrays.open_array(tmp_path / "data/demo.zarr/test/raw")
@@ -69,20 +126,23 @@ def test_tiny_workflow_runs_through_sbatch(cluster, tmp_path):
     best = json.loads((tmp_path / "results/tiny/best.json").read_text())
     assert best["voi"]["iteration"] in (10, 20)
     accounting = subprocess.run(
-        ["sacct", "-X", "-n", "-P", "-S", cluster, "-o", "JobID,State"],
+        ["sacct", "-X", "-n", "-P", "-S", cluster, "-o", "JobID,State,Partition,Account"],
         capture_output=True,
         text=True,
         env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},
     )
-    states = [line.split("|")[1] for line in accounting.stdout.split() if "|" in line]
+    jobs = [line.split("|") for line in accounting.stdout.split() if "|" in line]
     # make_demo_data, 2 train, 2 validate_predict, 2 validate_score, predict, segment
-    assert states.count("COMPLETED") >= 9, accounting.stdout
+    assert [state for _, state, _, _ in jobs].count("COMPLETED") >= 9, accounting.stdout
+    assert {(partition, account) for _, _, partition, account in jobs} == {("debug", "ci")}
 
 
+@pytest.mark.slow
 def test_a_failing_job_fails_the_workflow_and_names_its_slurm_log(cluster, tmp_path, tiny_config):
+    """The repository's profile, used in place with the site on the command line."""
     tiny_config["runs"]["tiny"]["trainer"]["device"] = "cuda"  # no GPU on the CI node
     config = write_config(tmp_path, tiny_config)
-    result = on_slurm(tmp_path, config, "--retries", "0")
+    result = on_slurm(tmp_path, config, *SITE, "--retries", "0")
     assert result.returncode != 0
     assert "Error in rule train" in result.stderr
     named = re.findall(r"\S*\.snakemake/slurm_logs/rule_train/\S*?\.log", result.stderr)

@@ -3,6 +3,7 @@ browser, follow mode, the CLI) and the report's example sections."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -92,6 +93,30 @@ def test_layers_at_world_scale(run_dir):
     assert "127.0.0.1" in viewer.get_viewer_url()
 
 
+def test_viewer_opens_centred_on_the_data_and_zoomed_to_fit(run_dir):
+    """The visible layers overlap in the GT crop (world 32 to 160 / 288 nm, inside a
+    larger raw): the views centre on it and one panel spans its largest edge."""
+    state = view.start(run_dir).state
+    assert list(state.dimensions.names) == ["z", "y", "x"]
+    assert list(state.display_dimensions) == ["x", "y", "z"]  # the first panel: a z section
+    assert list(state.dimensions.scales) == pytest.approx([8e-9] * 3)
+    assert list(state.position) == pytest.approx([96 / 8, 160 / 8, 160 / 8])
+    assert state.cross_section_scale * view.PANEL_PIXELS == pytest.approx(256 / 8)
+    assert state.projection_scale >= 256 / 8
+
+
+def test_a_new_best_keeps_the_users_view(run_dir):
+    viewer = view.start(run_dir)
+    with viewer.txn() as state:
+        state.position = [1, 2, 3]
+        state.cross_section_scale = 5.0
+    validation(run_dir, 20, 5)
+    set_best(run_dir, 20)
+    assert view.refresh(viewer, run_dir, 10) == 20
+    assert list(viewer.state.position) == [1, 2, 3]
+    assert viewer.state.cross_section_scale == 5.0
+
+
 def test_apply_target_from_another_directory(run_dir, tmp_path, monkeypatch):
     """Relative data paths resolve against the run's workdir, not the current directory."""
     (tmp_path / "elsewhere").mkdir()
@@ -156,21 +181,35 @@ def chromium():
     return shutil.which("chromium")
 
 
-def start_cli(run_dir, *options):
-    """`dacapo-flow view` as a user starts it; returns the process and its URL."""
+def as_background_job():
+    """What a shell does to a job it starts in the background (`cmd &` in a script,
+    nohup on some systems): SIGINT ignored, inherited by the viewer."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def cli_viewer(run_dir, *options):
+    """`dacapo-flow view` as a script starts it (SIGINT ignored); yields the process and
+    its URL, and kills it however the test ends: no viewer outlives a failed test."""
     proc = subprocess.Popen(
         [str(BIN / "dacapo-flow"), "view", str(run_dir), "--no-browser", *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_background_job,
     )
-    return proc, proc.stdout.readline().strip()
+    try:
+        yield proc, proc.stdout.readline().strip()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
 
 
-def stop(proc):
-    """Ctrl-C; returns what the viewer wrote after its URL."""
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+def stop(proc, signum=signal.SIGINT):
+    """Ctrl-C (or SIGTERM); returns what the viewer wrote after its URL."""
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
     assert "viewer stopped" in err and "Traceback" not in err
     return out, err
@@ -206,7 +245,8 @@ def screenshot(viewer, seconds=300):
 
 
 def test_page_renders_in_a_headless_browser(run_dir, chromium, tmp_path):
-    """Chromium opens the viewer; neuroglancer renders it once all chunks have loaded."""
+    """Chromium opens the viewer; neuroglancer renders it, centred on the data and zoomed
+    to fit, once all chunks have loaded."""
     viewer = view.start(run_dir)
     browser = subprocess.Popen(
         [
@@ -230,30 +270,34 @@ def test_page_renders_in_a_headless_browser(run_dir, chromium, tmp_path):
     image = np.asarray(Image.open(io.BytesIO(shot.screenshot.image)).convert("RGB")).astype(int)
     assert image.std() > 10  # not blank
     colourful = np.abs(image - image.mean(axis=2, keepdims=True)).sum(axis=2) > 60
-    assert colourful.mean() > 0.005  # the segmentation's colours are drawn
+    # the segmentation's colours fill the panels: the view is framed on the data (in a
+    # corner of each panel, unframed, they covered 4% of the page)
+    assert colourful.mean() > 0.15
 
 
-def test_cli_prints_the_url_and_stops_on_ctrl_c(run_dir):
-    proc, url = start_cli(run_dir)
-    assert url.startswith("http://127.0.0.1:")
-    out, _ = stop(proc)
-    assert out == ""  # the URL alone on stdout
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_cli_prints_the_url_and_stops_on_ctrl_c_or_sigterm(run_dir, signum):
+    """Even from a background job, whose SIGINT is ignored: Ctrl-C and kill both stop it."""
+    with cli_viewer(run_dir) as (proc, url):
+        assert url.startswith("http://127.0.0.1:")
+        out, _ = stop(proc, signum)
+        assert out == ""  # the URL alone on stdout
 
 
 def test_cli_bind_warns_on_stderr(run_dir):
-    proc, url = start_cli(run_dir, "--bind", "127.0.0.2", "--iteration", "10")
-    assert url.startswith("http://127.0.0.2:")
-    out, err = stop(proc)
-    assert out == "" and "anyone who can reach it" in err
+    with cli_viewer(run_dir, "--bind", "127.0.0.2", "--iteration", "10") as (proc, url):
+        assert url.startswith("http://127.0.0.2:")
+        out, err = stop(proc)
+        assert out == "" and "anyone who can reach it" in err
 
 
 def test_cli_follows_a_run_without_a_selection_yet(run_dir):
     (run_dir / "best.json").unlink()
-    proc, url = start_cli(run_dir)
-    assert url.startswith("http://127.0.0.1:")  # serving, not an error
-    assert "waiting for the first selection" in proc.stderr.readline()
-    assert proc.poll() is None
-    stop(proc)
+    with cli_viewer(run_dir) as (proc, url):
+        assert url.startswith("http://127.0.0.1:")  # serving, not an error
+        assert "waiting for the first selection" in proc.stderr.readline()
+        assert proc.poll() is None
+        stop(proc, signal.SIGTERM)
 
 
 def test_slices_figure_shows_three_sections_of_each_volume(run_dir):
