@@ -29,7 +29,7 @@ from funlib.geometry import Coordinate, Roi
 from gunpowder.nodes.add_affinities import seg_to_affgraph
 from scipy import ndimage
 
-from dacapo_core import arrays, config, train
+from dacapo_core import arrays, checkpoint, config, train
 from dacapo_core.demo import cells, membranes
 from dacapo_core.predict import Predictor, predict_blockwise
 
@@ -41,7 +41,7 @@ def make_checkpoint(path: Path) -> Predictor:
     """The demo network, untrained: speed does not depend on the weights."""
     resolved = config.load(REPO / "config/config.yaml").resolved_runs()["affs_unet"]
     state = {"model": train.new_model(resolved).state_dict()}
-    train.save_checkpoint(path, {**state, "model_config": train.model_config(resolved)})
+    checkpoint.save_checkpoint(path, {**state, "model_config": checkpoint.model_config(resolved)})
     return Predictor.load(path, 3, "cpu")
 
 
@@ -94,7 +94,7 @@ def predict_speed(tmp: Path, size: int, workers: list[int]) -> None:
 
 
 def segment_speed(tmp: Path, size: int, workers: list[int], block: int) -> None:
-    from dacapo_core.postprocess import segment_blockwise
+    from dacapo_core.segment import segment_blockwise
 
     affs = make_affinities(f"{tmp}/s.zarr/affs", size)
     seconds = timed(lambda: next(iter(waterz.agglomerate(affs, [0.5]))))
@@ -146,7 +146,7 @@ if stage == "predict":
     predict_blockwise(f"{tmp}/model.pt", f"{tmp}/m.zarr/raw", f"{tmp}/m.zarr/prediction", None, 1,
                       Coordinate((block,) * 3))
 else:
-    from dacapo_core.postprocess import segment_blockwise
+    from dacapo_core.segment import segment_blockwise
     segment_blockwise(f"{tmp}/m.zarr/affs", f"{tmp}/m.zarr/seg", 0.5, block_shape=(block,) * 3,
                       num_workers=1)
 done.set()

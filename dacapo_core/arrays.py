@@ -19,29 +19,32 @@ import zarr
 from funlib.geometry import Coordinate, Roi
 from funlib.persistence import Array, open_ds, prepare_ds
 
+from .errors import UserError
+
 SPATIAL_AXES = ("z", "y", "x")
 #: suffix of a result that is still being written (see staging / publish)
 STAGING_SUFFIX = ".partial"
 
 
-class DataError(ValueError):
-    """Input data that cannot be used as asked: one line naming the file."""
+class DataError(UserError):
+    """Input data, or a path or ROI naming it, that cannot be used as asked: one line
+    naming the file."""
 
 
 def parse_roi(text: str) -> Roi:
     """``"[z0:z1,y0:y1,x0:x1]"`` (world units, end exclusive) -> Roi."""
     match = re.fullmatch(r"\s*\[([^\]]*)\]\s*", text)
     if not match:
-        raise ValueError(f"ROI {text!r} is not of the form '[z0:z1,y0:y1,x0:x1]'")
+        raise DataError(f"ROI {text!r} is not of the form '[z0:z1,y0:y1,x0:x1]'")
     begins, ends = [], []
     for part in match.group(1).split(","):
-        lo, sep, hi = part.partition(":")
-        if not sep:
-            raise ValueError(f"ROI {text!r}: '{part}' is not 'begin:end'")
-        begins.append(int(lo))
-        ends.append(int(hi))
+        bounds = re.fullmatch(r"\s*(-?\d+)\s*:\s*(-?\d+)\s*", part)
+        if not bounds:
+            raise DataError(f"ROI {text!r}: '{part}' is not 'begin:end'")
+        begins.append(int(bounds.group(1)))
+        ends.append(int(bounds.group(2)))
     if any(e <= b for b, e in zip(begins, ends, strict=True)):
-        raise ValueError(f"ROI {text!r} is empty")
+        raise DataError(f"ROI {text!r} is empty")
     return Roi(begins, [e - b for b, e in zip(begins, ends, strict=True)])
 
 
@@ -58,7 +61,7 @@ def split_path(path: str) -> tuple[str, str]:
     """``"a/b.zarr/c/d"`` -> (``"a/b.zarr"``, ``"c/d"``)."""
     match = re.fullmatch(r"(.+?\.(?:zarr|n5))/(.+)", str(path).rstrip("/"))
     if not match:
-        raise ValueError(f"{path!r}: expected CONTAINER.zarr/DATASET")
+        raise DataError(f"{path!r}: expected CONTAINER.zarr/DATASET")
     return match.group(1), match.group(2)
 
 
@@ -182,23 +185,12 @@ def publish(path: str | Path) -> None:
         describe_container(split_path(str(final))[0])
 
 
-def affinity_scale(path: str | Path) -> float:
-    """Affinity per stored unit of a prediction (1 for float32, 1/255 for uint8)."""
-    return float(zarr.open(str(path), mode="r").attrs.get("scale", 1.0))
-
-
 def affinity_dims(path: str | Path) -> int:
     """How many trailing axes a prediction's affinities connect: all of them, but
     for a 2D network's prediction of a 3D stack (within sections only)."""
     array = zarr.open(str(path), mode="r")
     neighborhood = array.attrs.get("neighborhood")
     return len(neighborhood[0]) if neighborhood else array.ndim - 1
-
-
-def read_affinities(array: Array, path: str | Path, roi: Roi) -> np.ndarray:
-    """Affinities in [0, 1] as float32, whatever dtype the prediction is stored in."""
-    data = array.to_ndarray(roi)
-    return data if data.dtype == np.float32 else data.astype(np.float32) * affinity_scale(path)
 
 
 def fingerprint(path: str | Path) -> str:

@@ -24,9 +24,9 @@ from funlib.persistence import Array
 
 from . import arrays
 from .augment import node as augment_node
+from .checkpoint import intensity_scale
 from .config import DatasetConfig, ResolvedRun
-from .model import output_shape
-from .sections import lift
+from .geometry import lift, output_shape
 from .task import BalanceAffinities, gunpowder_neighborhood
 
 
@@ -41,12 +41,6 @@ class Keys:
 
 
 KEYS = Keys()
-
-
-def intensity_scale(dtype: np.dtype) -> float:
-    """Factor that maps raw intensities to [0, 1]; shared by training and prediction."""
-    dtype = np.dtype(dtype)
-    return 1.0 / np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1.0
 
 
 def _mask_array(dataset: DatasetConfig, gt: Array) -> Array:

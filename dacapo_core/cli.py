@@ -1,7 +1,8 @@
 """``dacapo-flow``: each workflow step by hand, without Snakemake.
 
-User mistakes (bad config, missing file, failed blocks) end with one line on
-stderr and exit status 2 or 1, never a traceback.
+User mistakes (bad config, missing file: a UserError) and failed blocks end with
+one line on stderr and exit status 2 or 1; anything else is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from funlib.geometry import Coordinate
 
 from . import arrays, profiles
 from .blockwise import BlockwiseError
-from .config import ConfigError
+from .errors import UserError
 
 
 def _roi(text: str | None):
@@ -49,7 +50,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def cmd_segment(args: argparse.Namespace) -> None:
     from .config import FragmentOptions
-    from .postprocess import segment_blockwise
+    from .segment import segment_blockwise
 
     segment_blockwise(
         args.affinities,
@@ -70,6 +71,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     seg = arrays.open_array(args.segmentation)
     gt = arrays.open_array(args.gt)
+    if seg.voxel_size != gt.voxel_size:
+        raise arrays.DataError(
+            f"{args.segmentation}: voxel size {tuple(seg.voxel_size)} differs from "
+            f"{args.gt}'s {tuple(gt.voxel_size)}"
+        )
     roi = seg.roi.intersect(gt.roi)
     if roi.empty:
         raise arrays.DataError(f"{args.segmentation} and {args.gt} do not overlap")
@@ -253,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, arrays.DataError, ValueError) as e:
+    except UserError as e:
         print(f"dacapo-flow {args.command}: error: {e}", file=sys.stderr)
         return 2
     except BlockwiseError as e:

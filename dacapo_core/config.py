@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from .errors import UserError
+
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Shape = list[Annotated[int, Field(gt=0)]]
@@ -37,7 +39,7 @@ CRITERIA: dict[str, str] = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A user mistake in the config or its data: one line naming the culprit."""
 
 

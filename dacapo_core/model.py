@@ -1,8 +1,7 @@
-"""A UNet with valid convolutions (2D or 3D) and the geometry that follows from it.
+"""A UNet with valid convolutions (2D or 3D); its geometry is in ``geometry``.
 
 Valid convolutions make the output a function of a fixed input window only, so
-blockwise prediction is seamless: the output shape (and the context a block
-needs) is computed from the input shape, never guessed.
+blockwise prediction is seamless.
 
 A 2D network also runs on a 3D stack, each section on its own (see ``sections``).
 """
@@ -12,14 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from funlib.geometry import Coordinate
 from torch import nn
 
 from .config import UNetConfig
-
-
-class ShapeError(ValueError):
-    """An input shape the UNet cannot process without cropping misalignment."""
 
 
 def _conv_pass(dims: int, fin: int, fout: int, kernel: int) -> nn.Sequential:
@@ -88,30 +82,3 @@ class UNet(nn.Module):
             x = up(x)
             x = conv(torch.cat([_center_crop(skip, x.shape[2:]), x], dim=1))
         return torch.sigmoid(self.head(x))
-
-
-def output_shape(config: UNetConfig, input_shape: Sequence[int]) -> Coordinate:
-    """Output voxels for ``input_shape``; ShapeError naming the level that fails."""
-    shrink = 2 * (config.kernel_size - 1)
-    shape = list(input_shape)
-    for level, factor in enumerate(config.downsample_factors):
-        shape = [s - shrink for s in shape]
-        if any(s <= 0 or s % f for s, f in zip(shape, factor, strict=True)):
-            raise ShapeError(
-                f"input shape {list(input_shape)}: size {shape} before downsampling level "
-                f"{level} is not a positive multiple of {factor}"
-            )
-        shape = [s // f for s, f in zip(shape, factor, strict=True)]
-    shape = [s - shrink for s in shape]
-    for factor in reversed(config.downsample_factors):
-        shape = [s * f - shrink for s, f in zip(shape, factor, strict=True)]
-    if any(s <= 0 for s in shape):
-        raise ShapeError(f"input shape {list(input_shape)} is too small for this UNet")
-    if any((i - o) % 2 for i, o in zip(input_shape, shape, strict=True)):
-        raise ShapeError(f"input shape {list(input_shape)}: context is not symmetric")
-    return Coordinate(shape)
-
-
-def eval_input_shape(config: UNetConfig) -> Coordinate:
-    """The larger window used for prediction (more output per forward pass)."""
-    return Coordinate(config.input_shape) + Coordinate(config.eval_shape_increase)

@@ -21,13 +21,11 @@ import torch
 from funlib.geometry import Coordinate, Roi
 from funlib.persistence import Array
 
-from . import arrays, blockwise
-from .batches import intensity_scale
+from . import arrays, blockwise, codec
+from .checkpoint import intensity_scale, load_checkpoint, resolve_device
 from .config import AffinitiesTask, UNetConfig
-from .model import UNet, eval_input_shape, output_shape
-from .sections import lift
-from .task import num_channels
-from .train import load_checkpoint, resolve_device
+from .geometry import eval_input_shape, lift, num_channels, output_shape
+from .model import UNet
 
 
 @dataclass
@@ -145,14 +143,11 @@ class PredictWorker(blockwise.BlockWorker):
         self.raw_array = arrays.open_array(self.raw)
         self.predictor = Predictor.load(self.checkpoint, self.raw_array.voxel_size.dims, device)
         self.out_array = arrays.open_array(self.out, mode="r+")
-        self.scale = arrays.affinity_scale(self.out)
 
     def process(self, block: daisy.Block) -> None:
         roi = block.write_roi
         affinities = self.predictor.predict(self.raw_array, roi)
-        if self.out_array.dtype == np.uint8:
-            affinities = np.round(np.clip(affinities, 0, 1) / self.scale)
-        self.out_array[roi] = affinities.astype(self.out_array.dtype)
+        self.out_array[roi] = codec.encode(affinities, self.out_array.dtype)
 
 
 def target_roi(raw: Array, roi: Roi | None) -> Roi:
@@ -165,10 +160,6 @@ def target_roi(raw: Array, roi: Roi | None) -> Roi:
             f"ROI {arrays.format_roi(roi)} is not inside {arrays.format_roi(raw.roi)} of raw"
         )
     return snapped
-
-
-#: how affinities in [0, 1] are stored: dtype -> scale (affinity = stored value * scale)
-SCALES = {"float32": 1.0, "uint8": 1 / 255}
 
 
 def predict_blockwise(
@@ -206,7 +197,7 @@ def predict_blockwise(
         "raw_version": arrays.fingerprint(raw_path),
         "roi": arrays.format_roi(roi),
         "block": list(block),
-        "scale": SCALES[dtype],
+        "scale": codec.SCALES[dtype],
         "neighborhood": predictor.task.neighborhood,
     }
     arrays.prepare_array(

@@ -11,8 +11,7 @@ from funlib.persistence import Array
 
 from . import arrays
 from .config import ApplyConfig, ConfigError, ExperimentConfig
-from .model import ShapeError, eval_input_shape, output_shape
-from .sections import lift
+from .geometry import ShapeError, eval_input_shape, lift, output_shape
 
 #: raw volumes up to this many voxels are scanned whole for NaNs
 NAN_SCAN_LIMIT = 2**28
@@ -122,7 +121,7 @@ def _check_apply(cfg: ExperimentConfig, i: int, entry: ApplyConfig, demo: set[st
     if entry.roi is not None:
         try:
             roi = arrays.parse_roi(entry.roi)
-        except ValueError as e:
+        except arrays.DataError as e:
             raise ConfigError(f"apply[{i}].roi: {e}") from None
     raw = None if entry.input in demo else _open(cfg, entry.input, "raw")
     dims = len(cfg.demo.voxel_size) if raw is None else raw.voxel_size.dims

@@ -10,7 +10,7 @@ from funlib.geometry import Roi
 from funlib.persistence import Array
 from matplotlib.figure import Figure
 
-from . import arrays
+from . import arrays, codec
 from .config import CRITERIA
 from .select import load_scores
 
@@ -108,9 +108,9 @@ def _plot_row(
 ) -> None:
     """Raw, affinities and segmentation at one z, on the same ROI so they line up."""
     raw, prediction, segmentation = paths
-    affs = _section(prediction, roi, z)[: arrays.affinity_dims(prediction)]  # nearest ones
+    stored = _section(prediction, roi, z)[: arrays.affinity_dims(prediction)]  # nearest ones
+    affs = codec.decode(stored, codec.scale_of(prediction))
     affs = np.moveaxis(np.pad(affs, [(0, 3 - len(affs))] + [(0, 0)] * (affs.ndim - 1)), 0, -1)
-    affs = affs * arrays.affinity_scale(prediction)  # uint8 predictions store 255ths
     images = [
         (_section(raw, roi, z), {"cmap": "gray"}),
         (np.clip(affs, 0, 1), {}),

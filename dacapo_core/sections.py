@@ -2,7 +2,7 @@
 
 Anisotropic EM is often labelled section by section, and a 2D network is then
 the right model. Such a run needs no second code path: on the stack, the
-network's geometry is the 2D one with one section along z (``lift``), so a
+network's geometry is the 2D one with one section along z (``geometry.lift``), so a
 training sample is one section, a prediction window any number of sections
 (each processed on its own), and the 2D affinity offsets stay within a section.
 Post-processing connects only the axes the affinities do, so every segment
@@ -12,16 +12,8 @@ lies in one section; scores count a GT label in two sections as two objects
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
-from funlib.geometry import Coordinate
 from skimage.segmentation import relabel_sequential
-
-
-def lift(values: Sequence[int], dims: int, fill: int = 1) -> Coordinate:
-    """A network's shape (or, with ``fill=0``, an offset) on ``dims``-D data."""
-    return Coordinate((fill,) * (dims - len(values)) + tuple(values))
 
 
 def per_section(labels: np.ndarray) -> np.ndarray:

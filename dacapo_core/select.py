@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from . import layout
-from .arrays import read_json
+from .arrays import DataError, read_json
 from .config import CRITERIA
 from .stages import ChoiceStage
 
@@ -24,7 +24,7 @@ def load_scores(score_files: Iterable[str | Path]) -> xr.DataArray:
     """All scores of a run: (iteration, parameters, dataset, criterion)."""
     docs = sorted((read_json(p) for p in score_files), key=lambda d: d["iteration"])
     if not docs:
-        raise ValueError("no validation scores to select from")
+        raise DataError("no validation scores to select from")
     parameter_sets = [r["parameters"] for r in next(iter(docs[0]["datasets"].values()))["results"]]
     params = [_key(p) for p in parameter_sets]
     datasets = sorted(docs[0]["datasets"])

@@ -13,17 +13,13 @@ import numpy as np
 import torch
 
 from .config import AffinitiesTask
-from .sections import lift
+from .geometry import lift
 
 
 def gunpowder_neighborhood(task: AffinitiesTask, dims: int) -> list[list[int]]:
     """gunpowder compares ``p`` with ``p + n``: negate our offsets, on ``dims``-D data
     (2D offsets on a 3D stack stay within a section)."""
     return [list(lift([-o for o in offset], dims, fill=0)) for offset in task.neighborhood]
-
-
-def num_channels(task: AffinitiesTask) -> int:
-    return len(task.neighborhood)
 
 
 def balanced_weights(target: np.ndarray, mask: np.ndarray, clip: float = 0.05) -> np.ndarray:

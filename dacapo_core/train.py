@@ -8,7 +8,6 @@ change what the network sees). A run that starts from another run's checkpoint
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,17 +19,13 @@ from tqdm import tqdm
 
 from . import arrays
 from .batches import KEYS, batches
+from .checkpoint import load_checkpoint, model_config, resolve_device, save_checkpoint
 from .config import DatasetConfig, ResolvedRun, TrainerConfig
+from .geometry import num_channels
 from .model import UNet
-from .task import loss, num_channels
+from .task import loss
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def new_model(resolved: ResolvedRun) -> UNet:
@@ -44,26 +39,6 @@ def new_optimizer(trainer: TrainerConfig, model: torch.nn.Module) -> torch.optim
     return kinds[trainer.optimizer](
         model.parameters(), lr=trainer.learning_rate, weight_decay=trainer.weight_decay
     )
-
-
-def model_config(resolved: ResolvedRun) -> dict[str, Any]:
-    """What a checkpoint needs to rebuild its network without the experiment config."""
-    return {
-        "architecture": resolved.run.architecture.model_dump(),
-        "task": resolved.run.task.model_dump(),
-    }
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """torch.save under a temporary name, then rename: never a partial checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _write_snapshot(path: Path, batch: gp.Batch, prediction: np.ndarray) -> None:

@@ -14,8 +14,10 @@ import zarr
 from conftest import BIN, TINY
 from funlib.geometry import Coordinate, Roi
 
-from dacapo_core import arrays, config, postprocess, train
+from dacapo_core import arrays, checkpoint, codec, config, train
+from dacapo_core.blockwise import BlockwiseError
 from dacapo_core.predict import Predictor, predict_blockwise, worker_device
+from dacapo_core.segment import segment_blockwise
 
 VS = Coordinate(8, 8, 8)
 
@@ -27,7 +29,7 @@ def model(tmp_path_factory):
     resolved = config.parse(TINY).resolved_runs()["tiny"]
     ckpt = root / "model.pt"
     state = {"model": train.new_model(resolved).state_dict()}
-    train.save_checkpoint(ckpt, {**state, "model_config": train.model_config(resolved)})
+    checkpoint.save_checkpoint(ckpt, {**state, "model_config": checkpoint.model_config(resolved)})
     rng = np.random.default_rng(0)
     raw = rng.integers(0, 255, (48, 80, 80), dtype=np.uint8)
     arrays.write_numpy(f"{root}/in.zarr/raw", raw, VS, Coordinate(80, 0, 160))
@@ -83,8 +85,8 @@ def test_uint8_predictions_store_255ths_and_say_so(model):
     raw = f"{root}/in.zarr/raw"
     exact = predict_blockwise(ckpt, raw, f"{root}/p.zarr/float", num_workers=1)
     small = predict_blockwise(ckpt, raw, f"{root}/p.zarr/uint8", num_workers=1, dtype="uint8")
-    assert small.dtype == np.uint8 and arrays.affinity_scale(f"{root}/p.zarr/uint8") == 1 / 255
-    values = arrays.read_affinities(small, f"{root}/p.zarr/uint8", small.roi)
+    assert small.dtype == np.uint8 and codec.scale_of(f"{root}/p.zarr/uint8") == 1 / 255
+    values = codec.read_affinities(small, f"{root}/p.zarr/uint8", small.roi)
     assert np.abs(values - exact.to_ndarray(exact.roi)).max() <= 0.5 / 255 + 1e-6
 
 
@@ -132,20 +134,20 @@ def test_failed_segment_resumes_the_unfinished_blocks(tmp_path):
     chunk.write_bytes(b"not a compressed chunk")
     options = config.FragmentOptions(context=0)
     seg = f"{tmp_path}/c.zarr/seg"
-    with pytest.raises(postprocess.blockwise.BlockwiseError):
-        postprocess.segment_blockwise(path, seg, 0.5, block_shape=(8, 8, 8), options=options)
+    with pytest.raises(BlockwiseError):
+        segment_blockwise(path, seg, 0.5, block_shape=(8, 8, 8), options=options)
     assert not Path(seg).exists()
     staged_frags = Path(arrays.staging(f"{tmp_path}/c.zarr/seg_fragments"))
     before = chunk_files(staged_frags)
     assert len(before) == 7  # every block but the failed one
 
     chunk.write_bytes(good)
-    postprocess.segment_blockwise(path, seg, 0.5, block_shape=(8, 8, 8), options=options)
+    segment_blockwise(path, seg, 0.5, block_shape=(8, 8, 8), options=options)
     frags = Path(f"{tmp_path}/c.zarr/seg_fragments")
     after = {p.relative_to(frags): t for p, t in chunk_files(frags).items()}
     assert all(after[p.relative_to(staged_frags)] == t for p, t in before.items())
     fresh = f"{tmp_path}/fresh.zarr/seg"
-    postprocess.segment_blockwise(path, fresh, 0.5, block_shape=(8, 8, 8), options=options)
+    segment_blockwise(path, fresh, 0.5, block_shape=(8, 8, 8), options=options)
     a, b = arrays.open_array(seg), arrays.open_array(fresh)
     assert np.array_equal(a.to_ndarray(a.roi), b.to_ndarray(b.roi))
 

@@ -5,7 +5,7 @@ import pytest
 from conftest import ARCH_2D, TINY
 
 from dacapo_core import arrays, config, preflight
-from dacapo_core.model import eval_input_shape, output_shape
+from dacapo_core.geometry import eval_input_shape, output_shape
 
 
 def minimal() -> dict:
@@ -126,8 +126,9 @@ def test_roi_strings_round_trip():
     roi = arrays.parse_roi("[0:80, -16:64,8:88]")
     assert tuple(roi.offset) == (0, -16, 8) and tuple(roi.shape) == (80, 80, 80)
     assert arrays.format_roi(roi) == "[0:80,-16:64,8:88]"
-    with pytest.raises(ValueError):
-        arrays.parse_roi("[10:5,0:1,0:1]")
+    for bad in ("[10:5,0:1,0:1]", "[0:8,0:8]x", "[0:8,1,0:8]", "[0:a,0:8,0:8]", "[:8,0:8,0:8]"):
+        with pytest.raises(arrays.DataError, match="ROI"):
+            arrays.parse_roi(bad)
 
 
 def test_committed_schema_matches_the_models():

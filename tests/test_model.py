@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from dacapo_core.config import UNetConfig
-from dacapo_core.model import ShapeError, UNet, output_shape
+from dacapo_core.geometry import ShapeError, output_shape
+from dacapo_core.model import UNet
 
 
 @pytest.mark.parametrize(

@@ -15,12 +15,13 @@ from funlib.geometry import Coordinate, Roi
 from gunpowder.nodes.add_affinities import seg_to_affgraph
 from skimage.metrics import variation_of_information
 
-from dacapo_core import arrays, batches, config, postprocess, train, validate
+from dacapo_core import arrays, batches, checkpoint, config, train, validate
 from dacapo_core.demo import cells, membranes
 from dacapo_core.evaluate import evaluate
 from dacapo_core.model import UNet
 from dacapo_core.predict import Predictor
 from dacapo_core.sections import per_section
+from dacapo_core.segment import edges, segment_blockwise
 
 NEIGHBORHOOD_2D = [[1, 0], [0, 1], [0, 3]]
 
@@ -98,8 +99,8 @@ def test_a_stack_is_predicted_as_its_sections_are_alone(tmp_path):
     resolved, _ = stack_run("unused.zarr", [])
     ckpt = tmp_path / "model.pt"
     model = train.new_model(resolved)
-    state = {"model": model.state_dict(), "model_config": train.model_config(resolved)}
-    train.save_checkpoint(ckpt, state)
+    state = {"model": model.state_dict(), "model_config": checkpoint.model_config(resolved)}
+    checkpoint.save_checkpoint(ckpt, state)
     raw = np.random.default_rng(1).integers(0, 255, (5, 90, 90)).astype(np.uint8)
     arrays.write_numpy(f"{tmp_path}/s.zarr/raw", raw, Coordinate(40, 4, 4))
     with pytest.raises(arrays.DataError, match="a 2D network cannot predict 1D data"):
@@ -133,7 +134,7 @@ def test_edges_of_a_stack_stay_within_sections_with_their_own_channel():
     frags = np.ones((2, 3, 3), np.uint64)  # section 0 is context (and all one fragment)
     frags[1] = [[11, 11, 11], [12, 12, 13], [12, 12, 13]]
     affs = np.stack([np.full(frags.shape, 0.2), np.full(frags.shape, 0.8)])  # y, x
-    pairs, stats = postprocess.edges(frags, affs, dims=2)
+    pairs, stats = edges(frags, affs, dims=2)
     means = {tuple(p): s[0] / s[1] for p, s in zip(pairs.tolist(), stats, strict=True)}
     assert means == pytest.approx({(11, 12): 0.2, (11, 13): 0.2, (12, 13): 0.8})
 
@@ -144,11 +145,11 @@ def test_a_stack_of_sections_is_segmented_section_by_section(tmp_path):
     results = {}
     for name, block in (("whole", (4, 64, 64)), ("blocks", (2, 24, 24))):
         out = f"{tmp_path}/s.zarr/{name}"
-        postprocess.segment_blockwise(path, out, threshold=0.5, block_shape=block, num_workers=2)
+        segment_blockwise(path, out, threshold=0.5, block_shape=block, num_workers=2)
         results[name] = arrays.open_array(out).to_ndarray(arrays.open_array(out).roi)
     waterz = config.FragmentOptions(method="waterz")
     with pytest.raises(arrays.DataError, match="waterz fragments need 3D affinities"):
-        postprocess.segment_blockwise(path, f"{tmp_path}/s.zarr/w", 0.5, options=waterz)
+        segment_blockwise(path, f"{tmp_path}/s.zarr/w", 0.5, options=waterz)
     for seg in results.values():
         for segment in np.unique(seg[seg > 0]):
             assert len(np.unique(np.nonzero(seg == segment)[0])) == 1  # one section each

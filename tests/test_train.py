@@ -18,7 +18,7 @@ import torch
 from conftest import TINY
 from funlib.geometry import Coordinate
 
-from dacapo_core import arrays, augment, batches, config, train
+from dacapo_core import arrays, augment, batches, checkpoint, config, train
 from dacapo_core.demo import make_demo
 
 #: every augmentation, so that all their randomness is covered by the seeding
@@ -50,7 +50,7 @@ def demo(tmp_path_factory):
 
 
 def state_of(path) -> dict:
-    return train.load_checkpoint(path)
+    return checkpoint.load_checkpoint(path)
 
 
 def assert_identical(a: dict, b: dict) -> None:

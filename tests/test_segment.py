@@ -6,10 +6,21 @@ from funlib.geometry import Coordinate
 from gunpowder.nodes.add_affinities import seg_to_affgraph
 from scipy import ndimage
 
-from dacapo_core import arrays, postprocess
-from dacapo_core.config import FragmentOptions
+from dacapo_core import arrays
+from dacapo_core.blockwise import BlockwiseError
+from dacapo_core.config import ConfigError, FragmentOptions
 from dacapo_core.demo import cells, membranes
 from dacapo_core.evaluate import evaluate
+from dacapo_core.segment import (
+    Graph,
+    edges,
+    fragments,
+    fragments_blockwise,
+    merge_history,
+    relabel,
+    scoring,
+    segment_blockwise,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +40,7 @@ def volume(tmp_path_factory):
 
 def segment(root, affs, name, block, workers):
     out = f"{root}/v.zarr/{name}"
-    postprocess.segment_blockwise(affs, out, threshold=0.5, block_shape=block, num_workers=workers)
+    segment_blockwise(affs, out, threshold=0.5, block_shape=block, num_workers=workers)
     array = arrays.open_array(out)
     return array, array.to_ndarray(array.roi)
 
@@ -57,12 +68,17 @@ def test_no_object_is_cut_at_a_block_face(volume):
         assert mismatched.mean() < 0.01
 
 
+def test_an_unknown_merge_function_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown merge function 'median'"):
+        scoring("median")
+
+
 def test_merge_history_thresholds_are_monotonic(volume):
     root, affs, _ = volume
-    graph = postprocess.fragments_blockwise(
+    graph = fragments_blockwise(
         affs, f"{root}/v.zarr/frags", root / "graph", block_shape=(20, 32, 32), num_workers=1
     )
-    history = postprocess.merge_history(graph)
+    history = merge_history(graph)
     counts = [len(np.unique(history.lookup(t)[1])) for t in (0.1, 0.3, 0.5, 0.7, 0.9)]
     assert counts == sorted(counts, reverse=True)
     assert counts[0] <= len(graph.nodes) and counts[-1] >= 1
@@ -71,17 +87,15 @@ def test_merge_history_thresholds_are_monotonic(volume):
 def test_min_size_merges_small_fragments_first_at_any_threshold(volume):
     root, affs, _ = volume
     frags_path = f"{root}/v.zarr/frags_min_size"
-    graph = postprocess.fragments_blockwise(
+    graph = fragments_blockwise(
         affs, frags_path, root / "graph_min_size", block_shape=(20, 32, 32), num_workers=2
     )
     frags = arrays.open_array(frags_path).to_ndarray(arrays.open_array(frags_path).roi)
     nodes, sizes = np.unique(frags[frags > 0], return_counts=True)
     assert np.array_equal(graph.nodes, nodes) and np.array_equal(graph.sizes, sizes)
     min_size = int(np.percentile(sizes, 75))
-    plain = postprocess.relabel(frags, *postprocess.merge_history(graph).lookup(0.01))
-    merged = postprocess.relabel(
-        frags, *postprocess.merge_history(graph, "mean", min_size).lookup(0.01)
-    )
+    plain = relabel(frags, *merge_history(graph).lookup(0.01))
+    merged = relabel(frags, *merge_history(graph, "mean", min_size).lookup(0.01))
     _, plain_sizes = np.unique(plain[plain > 0], return_counts=True)
     _, merged_sizes = np.unique(merged[merged > 0], return_counts=True)
     assert (plain_sizes < min_size).sum() > 10  # at a tiny threshold nothing merges...
@@ -108,13 +122,13 @@ def test_graph_agglomeration_matches_waterz_on_the_same_fragments(
     root, affs_path, labels = volume
     affs_array = arrays.open_array(affs_path)
     affs = np.ascontiguousarray(affs_array.to_ndarray(affs_array.roi))
-    frags = postprocess.fragments(affs, FragmentOptions(method="waterz"))
+    frags = fragments(affs, FragmentOptions(method="waterz"))
     padded = np.pad(frags, [(1, 0)] * 3)
-    pairs, stats = postprocess.edges(padded, np.pad(affs, [(0, 0)] + [(1, 0)] * 3))
+    pairs, stats = edges(padded, np.pad(affs, [(0, 0)] + [(1, 0)] * 3))
     nodes, sizes = np.unique(frags[frags > 0], return_counts=True)
-    graph = postprocess.Graph(nodes, sizes, pairs, stats)
-    history = postprocess.merge_history(graph, merge_function)
-    ours = postprocess.relabel(frags, *history.lookup(0.5))
+    graph = Graph(nodes, sizes, pairs, stats)
+    history = merge_history(graph, merge_function)
+    ours = relabel(frags, *history.lookup(0.5))
     theirs = next(
         iter(
             waterz.agglomerate(
@@ -134,8 +148,8 @@ def test_a_block_that_keeps_failing_fails_the_job_naming_it(tmp_path):
     )
     array[array.roi] = affs
     (tmp_path / "c.zarr/affs/0/1/0/0").write_bytes(b"not a compressed chunk")  # z block 1
-    with pytest.raises(postprocess.blockwise.BlockwiseError) as e:
-        postprocess.segment_blockwise(
+    with pytest.raises(BlockwiseError) as e:
+        segment_blockwise(
             path,
             f"{tmp_path}/c.zarr/seg",
             0.5,
@@ -157,14 +171,14 @@ def test_edges_of_blocks_add_up_to_the_edges_of_the_whole(tmp_path):
     for name, (begin, end) in {"lower": (0, 7), "upper": (6, 13)}.items():
         part = edges_of(frags[begin:end], affs[:, begin:end])
         np.savez(tmp_path / f"{name}.npz", **part)
-    blocks = postprocess.Graph.load(tmp_path)
-    whole_edges, whole_stats = postprocess.edges(frags, affs)
+    blocks = Graph.load(tmp_path)
+    whole_edges, whole_stats = edges(frags, affs)
     assert np.array_equal(blocks.edges, whole_edges)
     assert np.allclose(blocks.stats, whole_stats)
 
 
 def edges_of(frags: np.ndarray, affs: np.ndarray) -> dict[str, np.ndarray]:
     """One block's graph file: its first z slab is the context of the block below."""
-    pairs, stats = postprocess.edges(frags, affs)
+    pairs, stats = edges(frags, affs)
     nodes, sizes = np.unique(frags[1:], return_counts=True)
     return {"nodes": nodes, "sizes": sizes, "edges": pairs, "stats": stats}

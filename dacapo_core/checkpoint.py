@@ -1,0 +1,52 @@
+"""The checkpoint format and the intensity scaling a network was trained with.
+
+Both are a contract between training and prediction: prediction rebuilds the
+network from the checkpoint alone (``model_config``) and must feed it raw scaled
+as in training. They live here, not in ``train``, so that prediction does not
+import the training pipeline (gunpowder).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import ResolvedRun
+
+
+def model_config(resolved: ResolvedRun) -> dict[str, Any]:
+    """What a checkpoint needs to rebuild its network without the experiment config."""
+    return {
+        "architecture": resolved.run.architecture.model_dump(),
+        "task": resolved.run.task.model_dump(),
+    }
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """torch.save under a temporary name, then rename: never a partial checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's state on the CPU, tensors and plain data only (no pickled code)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: the GPU if there is one, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def intensity_scale(dtype: np.dtype) -> float:
+    """Factor that maps raw intensities to [0, 1]; shared by training and prediction."""
+    dtype = np.dtype(dtype)
+    return 1.0 / np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1.0

@@ -1,0 +1,57 @@
+"""Network and array geometry that needs no torch: shapes, channels, lifting.
+
+Valid convolutions make a UNet's output a function of a fixed input window
+only, so its output shape (and the context a block needs) is computed from the
+input shape, never guessed. This is plain arithmetic on the config: checking a
+config and planning blocks import it without loading torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from funlib.geometry import Coordinate
+
+from .config import AffinitiesTask, ConfigError, UNetConfig
+
+
+class ShapeError(ConfigError):
+    """An input shape the UNet cannot process without cropping misalignment."""
+
+
+def lift(values: Sequence[int], dims: int, fill: int = 1) -> Coordinate:
+    """A network's shape (or, with ``fill=0``, an offset) on ``dims``-D data: a 2D
+    network on a 3D stack is one section thick (see ``sections``)."""
+    return Coordinate((fill,) * (dims - len(values)) + tuple(values))
+
+
+def output_shape(config: UNetConfig, input_shape: Sequence[int]) -> Coordinate:
+    """Output voxels for ``input_shape``; ShapeError naming the level that fails."""
+    shrink = 2 * (config.kernel_size - 1)
+    shape = list(input_shape)
+    for level, factor in enumerate(config.downsample_factors):
+        shape = [s - shrink for s in shape]
+        if any(s <= 0 or s % f for s, f in zip(shape, factor, strict=True)):
+            raise ShapeError(
+                f"input shape {list(input_shape)}: size {shape} before downsampling level "
+                f"{level} is not a positive multiple of {factor}"
+            )
+        shape = [s // f for s, f in zip(shape, factor, strict=True)]
+    shape = [s - shrink for s in shape]
+    for factor in reversed(config.downsample_factors):
+        shape = [s * f - shrink for s, f in zip(shape, factor, strict=True)]
+    if any(s <= 0 for s in shape):
+        raise ShapeError(f"input shape {list(input_shape)} is too small for this UNet")
+    if any((i - o) % 2 for i, o in zip(input_shape, shape, strict=True)):
+        raise ShapeError(f"input shape {list(input_shape)}: context is not symmetric")
+    return Coordinate(shape)
+
+
+def eval_input_shape(config: UNetConfig) -> Coordinate:
+    """The larger window used for prediction (more output per forward pass)."""
+    return Coordinate(config.input_shape) + Coordinate(config.eval_shape_increase)
+
+
+def num_channels(task: AffinitiesTask) -> int:
+    """Output channels of the network: one affinity per offset."""
+    return len(task.neighborhood)

@@ -1,0 +1,56 @@
+"""Seamless blockwise watershed: fragments, a region graph, one global agglomeration.
+
+Each stage is a module of plain array code (``fragments``, ``graph``,
+``agglomerate``, ``relabel``) on in-memory volumes; ``blockwise`` runs them over
+daisy blocks of zarr arrays.
+
+1. ``FragmentWorker``: watershed fragments per block (seeded, or waterz's), with
+   context, ids unique across blocks.
+2. ``EdgeWorker``: region-graph edges per block, reading one voxel of context on
+   the negative faces, so that edges across block faces exist. Each block writes
+   one ``.npz`` file (fragment ids and sizes, edges with affinity statistics).
+3. ``merge_history``: hierarchical agglomeration of the whole graph (mean or a
+   quantile of affinities, small fragments first), recorded once; any threshold
+   is then a prefix of the history.
+4. ``RelabelWorker``: fragments -> segments through a lookup table, per block.
+
+Because agglomeration is decided once for the whole graph, an object that
+crosses block faces gets one label, and sweeping thresholds costs one lookup
+table each instead of a new segmentation.
+
+Affinities that connect only the trailing axes (a 2D network's prediction of a
+3D stack) give fragments per section and no edges between sections, so every
+segment lies in one section, as the per-section labels it was trained on.
+"""
+
+from .agglomerate import MergeHistory, merge_history, scoring
+from .blockwise import (
+    EdgeWorker,
+    FragmentWorker,
+    GraphWorker,
+    RelabelWorker,
+    fragments_blockwise,
+    relabel_blockwise,
+    segment_blockwise,
+)
+from .fragments import fragments
+from .graph import BINS, Graph, edges
+from .relabel import relabel
+
+__all__ = [
+    "BINS",
+    "EdgeWorker",
+    "FragmentWorker",
+    "Graph",
+    "GraphWorker",
+    "MergeHistory",
+    "RelabelWorker",
+    "edges",
+    "fragments",
+    "fragments_blockwise",
+    "merge_history",
+    "relabel",
+    "relabel_blockwise",
+    "scoring",
+    "segment_blockwise",
+]
