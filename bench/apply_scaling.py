@@ -32,6 +32,7 @@ from scipy import ndimage
 from dacapo_core import arrays, checkpoint, config, train
 from dacapo_core.demo import cells, membranes
 from dacapo_core.predict import Predictor, predict_blockwise
+from dacapo_core.stages import TrainStage
 
 REPO = Path(__file__).resolve().parents[1]
 VS = Coordinate(8, 8, 8)
@@ -39,9 +40,10 @@ VS = Coordinate(8, 8, 8)
 
 def make_checkpoint(path: Path) -> Predictor:
     """The demo network, untrained: speed does not depend on the weights."""
-    resolved = config.load(REPO / "config/config.yaml").resolved_runs()["affs_unet"]
-    state = {"model": train.new_model(resolved).state_dict()}
-    checkpoint.save_checkpoint(path, {**state, "model_config": checkpoint.model_config(resolved)})
+    experiment = config.load(REPO / "config/config.yaml")
+    stage = TrainStage.of(experiment.resolved_runs()["affs_unet"], experiment.datasets)
+    state = {"model": train.new_model(stage).state_dict()}
+    checkpoint.save_checkpoint(path, {**state, "model_config": checkpoint.model_config(stage)})
     return Predictor.load(path, 3, "cpu")
 
 

@@ -25,28 +25,28 @@ import torch
 from dacapo_core import config, train
 from dacapo_core.batches import KEYS, BatchMaker
 from dacapo_core.demo import make_demo
+from dacapo_core.stages import TrainStage
 from dacapo_core.task import loss
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def demo_run(root: Path, fetchers: int) -> tuple[config.ResolvedRun, dict]:
-    """The demo experiment with its data in ``root`` and ``fetchers`` fetchers."""
+def demo_run(root: Path, fetchers: int) -> TrainStage:
+    """The demo's training with its data in ``root`` and ``fetchers`` fetchers."""
     experiment = config.load(REPO / "config/config.yaml")
     datasets = {
         name: ds.model_copy(update={"container": str(root / "demo.zarr")})
         for name, ds in experiment.datasets.items()
     }
-    resolved = experiment.resolved_runs()["affs_unet"]
-    trainer = resolved.run.trainer.model_copy(update={"num_data_fetchers": fetchers})
-    run = resolved.run.model_copy(update={"trainer": trainer})
-    return resolved.model_copy(update={"run": run}), datasets
+    stage = TrainStage.of(experiment.resolved_runs()["affs_unet"], datasets)
+    trainer = stage.trainer.model_copy(update={"num_data_fetchers": fetchers})
+    return stage.model_copy(update={"trainer": trainer})
 
 
-def bare_loop(resolved: config.ResolvedRun, batch, iterations: int) -> float:
+def bare_loop(stage: TrainStage, batch, iterations: int) -> float:
     """Iterations/s with the batch's tensors already in memory: no data pipeline."""
-    model = train.new_model(resolved)
-    optimizer = train.new_optimizer(resolved.run.trainer, model)
+    model = train.new_model(stage)
+    optimizer = train.new_optimizer(stage.trainer, model)
     raw, target, weights = (
         torch.from_numpy(batch[k].data) for k in (KEYS.raw, KEYS.target, KEYS.weights)
     )
@@ -58,18 +58,18 @@ def bare_loop(resolved: config.ResolvedRun, batch, iterations: int) -> float:
     return iterations / (time.perf_counter() - start)
 
 
-def training_loop(resolved: config.ResolvedRun, datasets: dict, root: Path, n: int) -> float:
+def training_loop(stage: TrainStage, root: Path, n: int) -> float:
     """Iterations/s of train.train, from the per-iteration times it records.
 
     The first iterations (fetcher start-up, first allocations) are left out.
     """
-    stats = train.train(resolved, datasets, n + 5, root / f"{time.time_ns()}.pt")
+    stats = train.train(stage, n + 5, root / f"{time.time_ns()}.pt")
     seconds = [s["seconds"] for s in stats["iterations"][5:]]
     return len(seconds) / sum(seconds)
 
 
-def pipeline_alone(resolved: config.ResolvedRun, datasets: dict, n: int) -> tuple[float, object]:
-    maker = BatchMaker(resolved, datasets)
+def pipeline_alone(stage: TrainStage, n: int) -> tuple[float, object]:
+    maker = BatchMaker(stage)
     maker(0)
     start = time.perf_counter()
     for i in range(1, n + 1):
@@ -88,16 +88,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_demo(str(root / "demo.zarr"), seed=0)
-        resolved, datasets = demo_run(root, 0)
-        shape = resolved.run.architecture.input_shape
-        print(f"demo network, input {shape}, batch size {resolved.run.trainer.batch_size}")
-        pipeline_rate, batch = pipeline_alone(resolved, datasets, args.iterations)
-        limit = bare_loop(resolved, batch, args.iterations)
+        stage = demo_run(root, 0)
+        shape = stage.architecture.input_shape
+        print(f"demo network, input {shape}, batch size {stage.trainer.batch_size}")
+        pipeline_rate, batch = pipeline_alone(stage, args.iterations)
+        limit = bare_loop(stage, batch, args.iterations)
         print(f"bare PyTorch loop (limit)   {limit:6.2f} it/s")
         print(f"data pipeline alone         {pipeline_rate:6.2f} batches/s")
         for fetchers in args.fetchers:
-            resolved, datasets = demo_run(root, fetchers)
-            rate = training_loop(resolved, datasets, root, args.iterations)
+            rate = training_loop(demo_run(root, fetchers), root, args.iterations)
             print(
                 f"train.train, {fetchers} fetcher(s)   {rate:6.2f} it/s  ratio {rate / limit:.2f}"
             )

@@ -25,8 +25,9 @@ from funlib.persistence import Array
 from . import arrays
 from .augment import node as augment_node
 from .checkpoint import intensity_scale
-from .config import DatasetConfig, ResolvedRun
+from .config import DatasetConfig
 from .geometry import lift, output_shape
+from .stages import TrainStage
 from .task import BalanceAffinities, gunpowder_neighborhood
 
 
@@ -68,25 +69,21 @@ def _source(dataset: DatasetConfig, min_masked: float) -> gp.Pipeline:
     )
 
 
-def training_voxel_size(resolved: ResolvedRun, datasets: dict[str, DatasetConfig]) -> Coordinate:
+def training_voxel_size(stage: TrainStage) -> Coordinate:
     """The voxel size of the (first) training raw: shapes in voxels become world units."""
-    first = datasets[resolved.run.datasplit.train[0]]
+    first = next(iter(stage.datasets.values()))
     return arrays.open_array(arrays.array_path(first.container, first.raw)).voxel_size
 
 
-def build_pipeline(
-    resolved: ResolvedRun, datasets: dict[str, DatasetConfig], voxel_size: Coordinate
-) -> gp.Pipeline:
+def build_pipeline(stage: TrainStage, voxel_size: Coordinate) -> gp.Pipeline:
     """Sources -> random choice -> augmentations -> affinities + balanced weights."""
-    run = resolved.run
-    split = run.datasplit
-    sources = tuple(_source(datasets[name], run.trainer.min_masked) for name in split.train)
-    pipeline = sources + gp.RandomProvider(probabilities=split.train_weights)
-    network_dims = len(run.architecture.input_shape)
-    for augment in run.trainer.augments:
+    sources = tuple(_source(d, stage.trainer.min_masked) for d in stage.datasets.values())
+    pipeline = sources + gp.RandomProvider(probabilities=stage.train_weights)
+    network_dims = len(stage.architecture.input_shape)
+    for augment in stage.trainer.augments:
         pipeline += augment_node(augment, KEYS.raw, voxel_size, network_dims)
     pipeline += gp.AddAffinities(
-        gunpowder_neighborhood(run.task, voxel_size.dims),
+        gunpowder_neighborhood(stage.task, voxel_size.dims),
         labels=KEYS.gt,
         affinities=KEYS.target,
         labels_mask=KEYS.mask,
@@ -95,13 +92,13 @@ def build_pipeline(
     )
     pipeline += BalanceAffinities(KEYS.target, KEYS.target_mask, KEYS.weights)
     pipeline += gp.Unsqueeze([KEYS.raw])
-    pipeline += gp.Stack(run.trainer.batch_size)
+    pipeline += gp.Stack(stage.trainer.batch_size)
     return pipeline
 
 
-def make_request(resolved: ResolvedRun, voxel_size: Coordinate, seed: int) -> gp.BatchRequest:
+def make_request(stage: TrainStage, voxel_size: Coordinate, seed: int) -> gp.BatchRequest:
     """One batch: raw at the input shape, targets at the output shape, centred."""
-    arch = resolved.run.architecture
+    arch = stage.architecture
     in_size = lift(arch.input_shape, voxel_size.dims) * voxel_size
     out_size = lift(output_shape(arch, arch.input_shape), voxel_size.dims) * voxel_size
     context = (in_size - out_size) / 2
@@ -120,15 +117,15 @@ def batch_seed(seed: int, iteration: int) -> int:
 class BatchMaker:
     """A built pipeline that makes batch ``i`` on request (one per process)."""
 
-    def __init__(self, resolved: ResolvedRun, datasets: dict[str, DatasetConfig]) -> None:
-        self.resolved = resolved
-        self.voxel_size = training_voxel_size(resolved, datasets)
-        self.pipeline = build_pipeline(resolved, datasets, self.voxel_size)
+    def __init__(self, stage: TrainStage) -> None:
+        self.stage = stage
+        self.voxel_size = training_voxel_size(stage)
+        self.pipeline = build_pipeline(stage, self.voxel_size)
         self.pipeline.setup()
 
     def __call__(self, iteration: int) -> gp.Batch:
-        seed = batch_seed(self.resolved.seed, iteration)
-        return self.pipeline.request_batch(make_request(self.resolved, self.voxel_size, seed))
+        seed = batch_seed(self.stage.seed, iteration)
+        return self.pipeline.request_batch(make_request(self.stage, self.voxel_size, seed))
 
     def close(self) -> None:
         self.pipeline.internal_teardown()
@@ -137,11 +134,11 @@ class BatchMaker:
 _worker_maker: BatchMaker | Exception | None = None
 
 
-def _start_worker(resolved: ResolvedRun, datasets: dict[str, DatasetConfig]) -> None:
+def _start_worker(stage: TrainStage) -> None:
     global _worker_maker  # one pipeline per fetcher process, built once
     dask.config.set(scheduler="synchronous")  # the forked thread pool has no threads
     try:
-        _worker_maker = BatchMaker(resolved, datasets)
+        _worker_maker = BatchMaker(stage)
     except Exception as e:  # raised with the first batch, not as a broken pool
         _worker_maker = e
 
@@ -154,8 +151,7 @@ def _make_in_worker(iteration: int) -> gp.Batch:
 
 
 def batches(
-    resolved: ResolvedRun,
-    datasets: dict[str, DatasetConfig],
+    stage: TrainStage,
     iterations: range,
     fetchers: int,
 ) -> Iterator[tuple[int, gp.Batch]]:
@@ -165,7 +161,7 @@ def batches(
     the queue grow with the chunk length.
     """
     if fetchers == 0:
-        maker = BatchMaker(resolved, datasets)
+        maker = BatchMaker(stage)
         try:
             yield from ((i, maker(i)) for i in iterations)
         finally:
@@ -175,7 +171,7 @@ def batches(
     # level in each child; the children never touch torch, nor dask's inherited pool
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(
-        fetchers, context, initializer=_start_worker, initargs=(resolved, datasets)
+        fetchers, context, initializer=_start_worker, initargs=(stage,)
     ) as pool:
         pending: deque[tuple[int, Future]] = deque()
         upcoming = iter(iterations)

@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import ResolvedRun
+from .stages import TrainStage
 
 
-def model_config(resolved: ResolvedRun) -> dict[str, Any]:
+def model_config(stage: TrainStage) -> dict[str, Any]:
     """What a checkpoint needs to rebuild its network without the experiment config."""
     return {
-        "architecture": resolved.run.architecture.model_dump(),
-        "task": resolved.run.task.model_dump(),
+        "architecture": stage.architecture.model_dump(),
+        "task": stage.task.model_dump(),
     }
 
 

@@ -158,6 +158,13 @@ def cmd_profile(args: argparse.Namespace) -> None:
     print(f"now, in the repository: snakemake --profile {named} [--configfile CONFIG]")
 
 
+def cmd_unlock(args: argparse.Namespace) -> None:
+    from .locks import remove_stale
+
+    for lock in remove_stale(args.workdir):
+        print(f"removed stale lock {lock}", file=sys.stderr)
+
+
 def cmd_schema(args: argparse.Namespace) -> None:
     from .config import json_schema
 
@@ -249,6 +256,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--dest", help="install here instead (a profile directory)")
     s.add_argument("--force", action="store_true", help="replace an existing profile")
     s.set_defaults(func=cmd_profile)
+
+    s = sub.add_parser(
+        "unlock",
+        help="remove Snakemake's lock left by a killed run (never while one runs there)",
+    )
+    s.add_argument("workdir", nargs="?", default=".", help="the workflow's working directory")
+    s.set_defaults(func=cmd_unlock)
 
     s = sub.add_parser("schema", help="print the config's JSON schema")
     s.set_defaults(func=cmd_schema)

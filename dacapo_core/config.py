@@ -408,27 +408,6 @@ class ResolvedRun(BaseModel):
     run: RunConfig
 
 
-def training_view(resolved: ResolvedRun, datasets: dict[str, DatasetConfig]) -> dict[str, Any]:
-    """Only what training depends on: changing anything else must not retrain."""
-    run = resolved.run
-    include = {
-        "datasplit": {"train", "train_weights"},
-        "task": True,
-        "architecture": True,
-        "trainer": True,
-        "start": True,
-    }
-    return {
-        "resolved": {
-            "name": resolved.name,
-            "base": resolved.base,
-            "seed": resolved.seed,
-            "run": run.model_dump(mode="json", by_alias=True, include=include),
-        },
-        "datasets": {n: datasets[n].model_dump(mode="json") for n in run.datasplit.train},
-    }
-
-
 def _format(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))

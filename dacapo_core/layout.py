@@ -39,7 +39,6 @@ FIGURE = f"{RUN}/report/{{name}}.png"
 FIGURES = ("loss", "scores", "thresholds", "slices")
 
 
-
 def validation(pattern: str) -> str:
     """A volume pattern (PREDICTION, FRAGMENTS, ...) for a validation dataset."""
     return pattern.replace("{volume}", VALIDATION_VOLUME)
@@ -61,6 +60,5 @@ def path(pattern: str, **wildcards: object) -> str:
 
 
 def of_run(run_dir: str | Path, pattern: str, **wildcards: object) -> Path:
-    """``pattern`` filled in for the run whose results are ``run_dir`` (results/RUN)."""
-    run_dir = Path(run_dir).resolve()
-    return run_dir.parents[1] / path(pattern, run=run_dir.name, **wildcards)
+    """``pattern`` (a run's file) filled in, under the run's directory ``run_dir``."""
+    return Path(run_dir) / path(pattern.removeprefix(f"{RUN}/"), **wildcards)

@@ -13,10 +13,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import UserError
+
 LOCKS = Path(".snakemake/locks")
 
 
-class LiveLockError(RuntimeError):
+class LiveLockError(UserError):
     """The lock belongs to a Snakemake that is still running."""
 
 

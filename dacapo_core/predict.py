@@ -11,6 +11,7 @@ data itself ends.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,9 @@ from .checkpoint import intensity_scale, load_checkpoint, resolve_device
 from .config import AffinitiesTask, UNetConfig
 from .geometry import eval_input_shape, lift, num_channels, output_shape
 from .model import UNet
+from .stages import PredictStage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -222,3 +226,29 @@ def predict_blockwise(
     )
     blockwise.publish(out_path)
     return arrays.open_array(out_path)
+
+
+def predict(
+    checkpoint: str | Path,
+    out_path: str,
+    stage: PredictStage,
+    num_workers: int = 2,
+    log_dir: str | Path | None = None,
+) -> Array:
+    """Rules predict and validate_predict: ``stage`` says what to predict and how to
+    store it; the ROI is the stage's, or its ``roi_of`` array's (a GT crop)."""
+    roi = arrays.parse_roi(stage.roi) if stage.roi else None
+    if stage.roi_of is not None:
+        roi = arrays.open_array(stage.roi_of).roi
+    block_shape = Coordinate(stage.block_shape) if stage.block_shape else None
+    log.info("predicting %s with %s (iteration %s)", stage.raw, checkpoint, stage.iteration)
+    return predict_blockwise(
+        checkpoint,
+        stage.raw,
+        out_path,
+        roi=roi,
+        num_workers=num_workers,
+        block_shape=block_shape,
+        log_dir=log_dir,
+        dtype=stage.dtype,
+    )

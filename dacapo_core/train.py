@@ -20,17 +20,18 @@ from tqdm import tqdm
 from . import arrays
 from .batches import KEYS, batches
 from .checkpoint import load_checkpoint, model_config, resolve_device, save_checkpoint
-from .config import DatasetConfig, ResolvedRun, TrainerConfig
+from .config import TrainerConfig
 from .geometry import num_channels
 from .model import UNet
+from .stages import TrainStage
 from .task import loss
 
 log = logging.getLogger(__name__)
 
 
-def new_model(resolved: ResolvedRun) -> UNet:
-    torch.manual_seed(resolved.seed)
-    return UNet(resolved.run.architecture, 1, num_channels(resolved.run.task))
+def new_model(stage: TrainStage) -> UNet:
+    torch.manual_seed(stage.seed)
+    return UNet(stage.architecture, 1, num_channels(stage.task))
 
 
 def new_optimizer(trainer: TrainerConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -95,8 +96,7 @@ def _step(
 
 
 def train(
-    resolved: ResolvedRun,
-    datasets: dict[str, DatasetConfig],
+    stage: TrainStage,
     until: int,
     checkpoint_out: str | Path,
     start_checkpoint: str | Path | None = None,
@@ -104,19 +104,21 @@ def train(
     snapshot_dir: str | Path | None = None,
     threads: int | None = None,
     init_checkpoint: str | Path | None = None,
+    name: str = "run",
 ) -> dict[str, Any]:
-    """Train up to iteration ``until``, from ``start_checkpoint`` if given.
+    """Train up to iteration ``until``, from ``start_checkpoint`` if given; ``name``
+    (the run's) labels the progress bar and the statistics.
 
     ``init_checkpoint`` (another run's, for fine-tuning) only initialises the
     weights of a run's first chunk; optimizer and schedule start fresh.
     """
     if threads:
         torch.set_num_threads(threads)
-    run = resolved.run
-    device = resolve_device(run.trainer.device)
-    model = new_model(resolved).to(device)
-    optimizer = new_optimizer(run.trainer, model)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, run.trainer.learning_rate_factor)
+    trainer = stage.trainer
+    device = resolve_device(trainer.device)
+    model = new_model(stage).to(device)
+    optimizer = new_optimizer(trainer, model)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, trainer.learning_rate_factor)
     start, origin = 0, None
     if start_checkpoint is not None:
         state = load_checkpoint(start_checkpoint)
@@ -130,9 +132,9 @@ def train(
     stats = []
     model.train()
     iterations = range(start + 1, until + 1)
-    progress = tqdm(total=len(iterations), desc=f"train {resolved.name}", mininterval=5)
+    progress = tqdm(total=len(iterations), desc=f"train {name}", mininterval=5)
     t0 = time.perf_counter()
-    for it, batch in batches(resolved, datasets, iterations, run.trainer.num_data_fetchers):
+    for it, batch in batches(stage, iterations, trainer.num_data_fetchers):
         value, prediction = _step(model, optimizer, batch, device)
         rate = scheduler.get_last_lr()[0]
         scheduler.step()
@@ -140,7 +142,7 @@ def train(
         stats.append({"iteration": it, "loss": value, "learning_rate": rate, "seconds": now - t0})
         t0 = now
         progress.update()
-        if snapshot_dir is not None and it % run.trainer.snapshot_interval == 0:
+        if snapshot_dir is not None and it % trainer.snapshot_interval == 0:
             pred = prediction.detach().cpu().numpy()
             _write_snapshot(Path(snapshot_dir) / f"{it}.zarr", batch, pred)
     progress.close()
@@ -151,11 +153,11 @@ def train(
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
-            "model_config": model_config(resolved),
+            "model_config": model_config(stage),
             "torch_rng": torch.get_rng_state(),
         },
     )
-    summary = {"run": resolved.name, "start": start, "until": until, "iterations": stats}
+    summary = {"run": name, "start": start, "until": until, "iterations": stats}
     if origin is not None:
         summary["initialised_from"] = origin
     if stats_out is not None:

@@ -19,7 +19,7 @@ from . import arrays
 from .config import CRITERIA
 from .evaluate import evaluate
 from .sections import per_section
-from .segment import Graph, merge_history, relabel
+from .segment import Graph, fragment_dims, merge_history, relabel
 from .stages import ScoreStage
 
 
@@ -37,7 +37,7 @@ def score(
     frags_array = arrays.open_array(frags_path)
     frags = frags_array.to_ndarray(frags_array.roi)
     gt = arrays.open_array(stage.gt).to_ndarray(frags_array.roi)
-    if arrays.affinity_dims(frags_path) < frags_array.voxel_size.dims:
+    if fragment_dims(frags_path) < frags_array.voxel_size.dims:
         gt = per_section(gt)  # segments are per section: so are the objects scored
     results, best, best_seg = [], None, None
     sign = 1 if CRITERIA[stage.criterion] == "lower" else -1

@@ -39,7 +39,7 @@ import numpy as np
 import zarr
 from funlib.geometry import Roi
 
-from . import arrays
+from . import arrays, layout
 from .select import validation_prediction
 
 log = logging.getLogger(__name__)
@@ -105,16 +105,16 @@ def _outputs(name: str, prediction: Path | None, container: Path) -> list[Layer]
 
 def best_iteration(run_dir: Path) -> int | None:
     """The selected iteration by the run's criterion (None before the first selection)."""
-    best = run_dir / "best.json"
+    best = layout.of_run(run_dir, layout.BEST)
     if not best.is_file():
         return None
-    criterion = arrays.read_json(run_dir / "run.json")["run"]["run"]["criterion"]
+    criterion = arrays.read_json(layout.of_run(run_dir, layout.RUN_JSON))["run"]["run"]["criterion"]
     return int(arrays.read_json(best)[criterion]["iteration"])
 
 
 def _target(run_dir: Path, run_json: dict, target: str) -> list[Layer]:
     """An apply target with the volume it was predicted from (named in its prediction)."""
-    container = run_dir / "apply" / f"{target}.zarr"
+    container = layout.of_run(run_dir, layout.apply(layout.VOLUME), target=target)
     if not container.is_dir():
         raise arrays.DataError(f"{container}: no such apply target")
     raw = zarr.open(f"{container}/prediction", mode="r").attrs.get("raw")
@@ -124,7 +124,9 @@ def _target(run_dir: Path, run_json: dict, target: str) -> list[Layer]:
 
 def _validation(run_dir: Path, run_json: dict, dataset: str, iteration: int) -> list[Layer]:
     """One dataset's validation; its prediction may be kept elsewhere (or deleted)."""
-    container = run_dir / "validation" / str(iteration) / f"{dataset}.zarr"
+    container = layout.of_run(
+        run_dir, layout.validation(layout.VOLUME), it=iteration, dataset=dataset
+    )
     if not container.is_dir():
         raise arrays.DataError(f"{container}: iteration {iteration} was not validated")
     prediction = validation_prediction(run_dir, dataset, iteration)
@@ -135,7 +137,7 @@ def _validation(run_dir: Path, run_json: dict, dataset: str, iteration: int) -> 
 def layers(run_dir: Path, target: str | None = None, iteration: int | None = None) -> list[Layer]:
     """What to show: an apply target, or every validation dataset of one iteration
     (the first dataset's layers visible)."""
-    run_json = arrays.read_json(run_dir / "run.json")
+    run_json = arrays.read_json(layout.of_run(run_dir, layout.RUN_JSON))
     if target is not None:
         return _target(run_dir, run_json, target)
     iteration = iteration or best_iteration(run_dir)

@@ -18,6 +18,7 @@ from dacapo_core import arrays, checkpoint, codec, config, train
 from dacapo_core.blockwise import BlockwiseError
 from dacapo_core.predict import Predictor, predict_blockwise, worker_device
 from dacapo_core.segment import segment_blockwise
+from dacapo_core.stages import TrainStage
 
 VS = Coordinate(8, 8, 8)
 
@@ -26,10 +27,11 @@ VS = Coordinate(8, 8, 8)
 def model(tmp_path_factory):
     """An (untrained) tiny network's checkpoint and a raw volume to predict."""
     root = tmp_path_factory.mktemp("apply")
-    resolved = config.parse(TINY).resolved_runs()["tiny"]
+    experiment = config.parse(TINY)
+    stage = TrainStage.of(experiment.resolved_runs()["tiny"], experiment.datasets)
     ckpt = root / "model.pt"
-    state = {"model": train.new_model(resolved).state_dict()}
-    checkpoint.save_checkpoint(ckpt, {**state, "model_config": checkpoint.model_config(resolved)})
+    state = {"model": train.new_model(stage).state_dict()}
+    checkpoint.save_checkpoint(ckpt, {**state, "model_config": checkpoint.model_config(stage)})
     rng = np.random.default_rng(0)
     raw = rng.integers(0, 255, (48, 80, 80), dtype=np.uint8)
     arrays.write_numpy(f"{root}/in.zarr/raw", raw, VS, Coordinate(80, 0, 160))

@@ -110,19 +110,17 @@ def test_pins_are_validated_like_the_grid(pin, expected):
 @pytest.mark.parametrize(
     ("pins", "expected"),
     [
-        # the selection decides: predict and segment wait for the checkpoint `choose`
-        ({}, {"choose": 1, "select": 1, "validate_predict": 2, "predict": 0, "segment": 0}),
-        # the iteration is pinned: predict is planned, segment waits for the choice
+        # the selection decides: the segmentation waits for the checkpoint `choose`, and
+        # what it needs (fragments, prediction) is planned once the choice is known
+        ({}, {"choose": 1, "select": 1, "validate_predict": 2, "predict": 0}),
         (
             {"iteration": 10},
-            {"choose": 1, "select": 0, "validate_predict": 1, "validation_scores": 1,
-             "predict": 1, "segment": 0},
+            {"choose": 1, "select": 0, "validate_predict": 1, "validation_scores": 1},
         ),
-        # all pinned: no selection at all
+        # all pinned: no selection at all, the whole apply branch is planned
         (
             {"iteration": 20, "threshold": 0.5, "merge_function": "mean", "min_size": 0},
-            {"choose": 0, "select": 0, "validate_predict": 0, "validation_scores": 0,
-             "predict": 1, "segment": 1},
+            {"choose": 0, "select": 0, "validate_predict": 0, "predict": 1, "fragments": 1},
         ),
     ],
 )
@@ -134,6 +132,7 @@ def test_apply_dag_depends_only_on_what_is_not_pinned(tmp_path, tiny_config, pin
     result = snakemake(tmp_path, target, "-n", "--configfile", str(cfg))
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = planned_jobs(result)
+    assert jobs["segment"] == 1
     assert {rule: jobs.get(rule, 0) for rule in expected} == expected, jobs
     if not jobs.get("select"):
         assert "best.json" not in result.stdout

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import ARCH_2D, TINY
+from conftest import ARCH_2D
 
 from dacapo_core import arrays, config, preflight
 from dacapo_core.geometry import eval_input_shape, output_shape
@@ -107,19 +107,6 @@ def test_bad_config_is_one_line_naming_the_key(mutate, expected):
     message = str(e.value)
     assert expected in message
     assert "\n" not in message
-
-
-def test_training_view_ignores_post_processing():
-    a = config.parse(TINY)
-    data = {
-        **TINY,
-        "runs": {"tiny": {**TINY["runs"]["tiny"], "post_processor": {"thresholds": [0.5]}}},
-    }
-    b = config.parse(data)
-    view = config.training_view
-    assert view(a.resolved_runs()["tiny"], a.datasets) == view(
-        b.resolved_runs()["tiny"], b.datasets
-    )
 
 
 def test_roi_strings_round_trip():

@@ -22,11 +22,12 @@ from dacapo_core.model import UNet
 from dacapo_core.predict import Predictor
 from dacapo_core.sections import per_section
 from dacapo_core.segment import edges, segment_blockwise
+from dacapo_core.stages import TrainStage
 
 NEIGHBORHOOD_2D = [[1, 0], [0, 1], [0, 3]]
 
 
-def stack_run(container: str, augments: list[dict]) -> tuple[config.ResolvedRun, dict]:
+def stack_run(container: str, augments: list[dict]) -> TrainStage:
     data = {
         "datasets": {"stack": {"container": container, "raw": "raw", "gt": "gt"}},
         "runs": {
@@ -39,7 +40,7 @@ def stack_run(container: str, augments: list[dict]) -> tuple[config.ResolvedRun,
         },
     }
     experiment = config.parse(data)
-    return experiment.resolved_runs()["flat"], experiment.datasets
+    return TrainStage.of(experiment.resolved_runs()["flat"], experiment.datasets)
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +76,11 @@ def test_a_2d_network_processes_the_sections_of_a_stack_one_by_one():
 )
 def test_a_training_sample_is_one_section_with_in_plane_affinities(stack, augments):
     _, container, brightness = stack
-    resolved, datasets = stack_run(container, augments)
-    voxel_size = batches.training_voxel_size(resolved, datasets)
-    pipeline = batches.build_pipeline(resolved, datasets, voxel_size)
+    stage = stack_run(container, augments)
+    voxel_size = batches.training_voxel_size(stage)
+    pipeline = batches.build_pipeline(stage, voxel_size)
     with gp.build(pipeline):
-        batch = pipeline.request_batch(batches.make_request(resolved, voxel_size, 5))
+        batch = pipeline.request_batch(batches.make_request(stage, voxel_size, 5))
     raw, gt, target = (batch[k] for k in (batches.KEYS.raw, batches.KEYS.gt, batches.KEYS.target))
     assert raw.data.shape[:3] == (2, 1, 1) and gt.data.shape[:2] == (2, 1)
     assert target.data.shape[:3] == (2, len(NEIGHBORHOOD_2D), 1)
@@ -96,10 +97,10 @@ def test_a_training_sample_is_one_section_with_in_plane_affinities(stack, augmen
 
 
 def test_a_stack_is_predicted_as_its_sections_are_alone(tmp_path):
-    resolved, _ = stack_run("unused.zarr", [])
+    stage = stack_run("unused.zarr", [])
     ckpt = tmp_path / "model.pt"
-    model = train.new_model(resolved)
-    state = {"model": model.state_dict(), "model_config": checkpoint.model_config(resolved)}
+    model = train.new_model(stage)
+    state = {"model": model.state_dict(), "model_config": checkpoint.model_config(stage)}
     checkpoint.save_checkpoint(ckpt, state)
     raw = np.random.default_rng(1).integers(0, 255, (5, 90, 90)).astype(np.uint8)
     arrays.write_numpy(f"{tmp_path}/s.zarr/raw", raw, Coordinate(40, 4, 4))

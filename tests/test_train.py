@@ -20,6 +20,7 @@ from funlib.geometry import Coordinate
 
 from dacapo_core import arrays, augment, batches, checkpoint, config, train
 from dacapo_core.demo import make_demo
+from dacapo_core.stages import TrainStage
 
 #: every augmentation, so that all their randomness is covered by the seeding
 AUGMENTS = [
@@ -46,7 +47,7 @@ def demo(tmp_path_factory):
     )
     run["trainer"]["decay_iterations"] = 8
     experiment = config.parse(cfg)
-    return root, experiment.resolved_runs()["tiny"], experiment.datasets
+    return root, TrainStage.of(experiment.resolved_runs()["tiny"], experiment.datasets)
 
 
 def state_of(path) -> dict:
@@ -67,42 +68,38 @@ def assert_identical(a: dict, b: dict) -> None:
 
 
 def test_two_chunks_give_the_bit_identical_checkpoint_of_one(demo):
-    root, resolved, datasets = demo
-    train.train(resolved, datasets, 6, root / "one/6.pt")
-    train.train(resolved, datasets, 3, root / "two/3.pt")
-    stats = train.train(resolved, datasets, 6, root / "two/6.pt", root / "two/3.pt")
+    root, stage = demo
+    train.train(stage, 6, root / "one/6.pt")
+    train.train(stage, 3, root / "two/3.pt")
+    stats = train.train(stage, 6, root / "two/6.pt", root / "two/3.pt")
     assert [s["iteration"] for s in stats["iterations"]] == [4, 5, 6]
     assert_identical(state_of(root / "one/6.pt"), state_of(root / "two/6.pt"))
     assert state_of(root / "two/6.pt")["iteration"] == 6
 
 
 def test_learning_rate_follows_warmup_then_cosine_decay(demo):
-    root, resolved, datasets = demo
-    stats = train.train(resolved, datasets, 8, root / "lr/8.pt")
+    root, stage = demo
+    stats = train.train(stage, 8, root / "lr/8.pt")
     rates = [s["learning_rate"] for s in stats["iterations"]]
-    base = resolved.run.trainer.learning_rate
+    base = stage.trainer.learning_rate
     assert rates[0] == pytest.approx(base / 2) and rates[1] == pytest.approx(base)
     assert rates[2:] == sorted(rates[2:], reverse=True) and rates[-1] < 0.2 * base
 
 
 TRAIN_JOB = """
-import json, sys
-from dacapo_core import config, train
-run, datasets = sys.argv[1], sys.argv[2]
-resolved = config.ResolvedRun.model_validate_json(open(run).read())
-ds = {k: config.DatasetConfig.model_validate(v) for k, v in json.load(open(datasets)).items()}
-train.train(resolved, ds, int(sys.argv[3]), sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else None,
-            stats_out=sys.argv[4] + ".json")
+import sys
+from dacapo_core import train
+from dacapo_core.stages import TrainStage
+stage = TrainStage.model_validate_json(open(sys.argv[1]).read())
+train.train(stage, int(sys.argv[2]), sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None,
+            stats_out=sys.argv[3] + ".json")
 """
 
 
 def test_a_training_job_killed_mid_chunk_resumes_from_the_last_checkpoint(demo):
-    root, resolved, datasets = demo
-    (root / "run.json").write_text(resolved.model_dump_json(by_alias=True))
-    (root / "datasets.json").write_text(
-        json.dumps({k: v.model_dump() for k, v in datasets.items()})
-    )
-    job = [sys.executable, "-c", TRAIN_JOB, str(root / "run.json"), str(root / "datasets.json")]
+    root, stage = demo
+    (root / "stage.json").write_text(stage.model_dump_json())
+    job = [sys.executable, "-c", TRAIN_JOB, str(root / "stage.json")]
     ckpt_dir = root / "killed"
     assert subprocess.run([*job, "3", str(ckpt_dir / "3.pt")]).returncode == 0
     running = subprocess.Popen([*job, "200", str(ckpt_dir / "200.pt"), str(ckpt_dir / "3.pt")])
@@ -114,25 +111,24 @@ def test_a_training_job_killed_mid_chunk_resumes_from_the_last_checkpoint(demo):
     assert (
         subprocess.run([*job, "6", str(ckpt_dir / "6.pt"), str(ckpt_dir / "3.pt")]).returncode == 0
     )
-    train.train(resolved, datasets, 6, root / "straight/6.pt")
+    train.train(stage, 6, root / "straight/6.pt")
     assert_identical(state_of(ckpt_dir / "6.pt"), state_of(root / "straight/6.pt"))
 
 
-def with_trainer(resolved: config.ResolvedRun, **updates) -> config.ResolvedRun:
+def with_trainer(stage: TrainStage, **updates) -> TrainStage:
     trainer = config.TrainerConfig.model_validate(
-        {**resolved.run.trainer.model_dump(mode="json"), **updates}
+        {**stage.trainer.model_dump(mode="json"), **updates}
     )
-    run = resolved.run.model_copy(update={"trainer": trainer})
-    return resolved.model_copy(update={"run": run})
+    return stage.model_copy(update={"trainer": trainer})
 
 
-def batch(resolved, datasets, augments, seed=7):
-    """One batch with the given augmentations (and none of the run's)."""
-    resolved = with_trainer(resolved, augments=augments)
-    voxel_size = batches.training_voxel_size(resolved, datasets)
-    pipeline = batches.build_pipeline(resolved, datasets, voxel_size)
+def batch(stage, datasets, augments, seed=7):
+    """One batch of ``datasets`` with the given augmentations (and none of the run's)."""
+    stage = with_trainer(stage, augments=augments).model_copy(update={"datasets": datasets})
+    voxel_size = batches.training_voxel_size(stage)
+    pipeline = batches.build_pipeline(stage, voxel_size)
     with gp.build(pipeline):
-        return pipeline.request_batch(batches.make_request(resolved, voxel_size, seed))
+        return pipeline.request_batch(batches.make_request(stage, voxel_size, seed))
 
 
 @pytest.fixture(scope="module")
@@ -152,10 +148,10 @@ def blocks(demo):
     return datasets, brightness / 255
 
 
-def aligned(resolved, blocks, augment, seed=3) -> tuple[np.ndarray, np.ndarray]:
+def aligned(stage, blocks, augment, seed=3) -> tuple[np.ndarray, np.ndarray]:
     """(raw where the labels are, brightness of those labels) of one batch."""
     datasets, brightness = blocks
-    result = batch(resolved, datasets, [augment] if augment else [], seed=seed)
+    result = batch(stage, datasets, [augment] if augment else [], seed=seed)
     raw, gt = result[batches.KEYS.raw], result[batches.KEYS.gt]
     inner = raw.data[0, 0][((gt.spec.roi - raw.spec.roi.offset) / 8).to_slices()]
     return inner, brightness[gt.data[0]]
@@ -194,7 +190,7 @@ def test_gamma_noise_and_defects_change_raw_as_specified(demo, blocks):
 
 
 def test_min_masked_rejects_samples_outside_the_mask(tmp_path, demo):
-    _, resolved, _ = demo
+    _, stage = demo
     labels = np.ones((40, 64, 96), np.uint64)
     mask = np.zeros_like(labels, dtype=np.uint8)
     mask[:, :, 48:] = 1  # only the right half is labelled
@@ -208,7 +204,7 @@ def test_min_masked_rejects_samples_outside_the_mask(tmp_path, demo):
     for min_masked, inside in ((0.9, lambda f: f >= 0.85), (0.0, lambda f: f < 0.85)):
         fractions = []
         for seed in range(8):
-            result = batch(with_trainer(resolved, min_masked=min_masked), datasets, [], seed)
+            result = batch(with_trainer(stage, min_masked=min_masked), datasets, [], seed)
             raw, weights = result[batches.KEYS.raw], result[batches.KEYS.weights]
             where = (weights.spec.roi - raw.spec.roi.offset) / 8
             position = np.rint(raw.data[0, 0][where.to_slices()] * 255)
@@ -218,18 +214,18 @@ def test_min_masked_rejects_samples_outside_the_mask(tmp_path, demo):
 
 
 def test_fetcher_processes_make_the_same_batches_as_the_training_process(demo):
-    root, resolved, datasets = demo
+    root, stage = demo
     for fetchers in (0, 2):
-        run = with_trainer(resolved, num_data_fetchers=fetchers)
-        train.train(run, datasets, 4, root / f"fetchers{fetchers}/4.pt")
+        run = with_trainer(stage, num_data_fetchers=fetchers)
+        train.train(run, 4, root / f"fetchers{fetchers}/4.pt")
     assert_identical(state_of(root / "fetchers0/4.pt"), state_of(root / "fetchers2/4.pt"))
 
 
 def test_fine_tuning_keeps_fitting_layers_and_reinitialises_a_new_head(demo):
-    root, resolved, datasets = demo
-    train.train(resolved, datasets, 2, root / "base/2.pt")
+    root, stage = demo
+    train.train(stage, 2, root / "base/2.pt")
     task = config.AffinitiesTask(neighborhood=[[1, 0, 0], [0, 1, 0], [0, 0, 1]])
-    narrow = resolved.model_copy(update={"run": resolved.run.model_copy(update={"task": task})})
+    narrow = stage.model_copy(update={"task": task})
     model = train.new_model(narrow)
     fresh = train.init_from(model, root / "base/2.pt")
     assert [line.split()[0] for line in fresh] == ["head.weight", "head.bias"]
@@ -237,15 +233,13 @@ def test_fine_tuning_keeps_fitting_layers_and_reinitialises_a_new_head(demo):
     state = model.state_dict()
     assert torch.equal(state["down.0.0.weight"], base["down.0.0.weight"])
     assert state["head.weight"].shape[0] == 3 != base["head.weight"].shape[0]
-    stats = train.train(
-        narrow, datasets, 2, root / "tuned/2.pt", init_checkpoint=root / "base/2.pt"
-    )
+    stats = train.train(narrow, 2, root / "tuned/2.pt", init_checkpoint=root / "base/2.pt")
     assert stats["initialised_from"]["fresh"] == fresh
     assert state_of(root / "tuned/2.pt")["model"]["head.weight"].shape[0] == 3
 
 
 def test_training_datasets_are_sampled_by_their_weights(tmp_path, demo):
-    _, resolved, _ = demo
+    _, stage = demo
     datasets = {}
     for name, value in (("bright", 200), ("dark", 50)):
         container = f"{tmp_path}/{name}.zarr"
@@ -255,9 +249,7 @@ def test_training_datasets_are_sampled_by_their_weights(tmp_path, demo):
         datasets[name] = config.DatasetConfig(container=container, raw="raw", gt="gt")
 
     def bright_fraction(weights: list[float]) -> float:
-        split = config.DataSplit(train=["bright", "dark"], train_weights=weights)
-        run = resolved.run.model_copy(update={"datasplit": split})
-        weighted = resolved.model_copy(update={"run": run})
+        weighted = stage.model_copy(update={"train_weights": weights})
         raws = [batch(weighted, datasets, [], seed)[batches.KEYS.raw].data for seed in range(12)]
         centres = [raw[(0, 0, *(np.array(raw.shape[2:]) // 2))] for raw in raws]  # inside gt
         return float(np.mean(np.isclose(centres, 200 / 255)))
@@ -269,7 +261,7 @@ def test_training_datasets_are_sampled_by_their_weights(tmp_path, demo):
 
 def test_simple_augment_transposes_only_axes_of_equal_resolution(tmp_path, demo):
     """Anisotropic EM (z 40, y/x 8): swapping z with y would not fit the request."""
-    _, resolved, _ = demo
+    _, stage = demo
     rng = np.random.default_rng(0)
     labels = np.repeat(np.repeat(rng.integers(1, 50, (12, 8, 8)), 16, 1), 16, 2)
     brightness = rng.integers(20, 235, 50).astype(np.uint8)
@@ -279,12 +271,11 @@ def test_simple_augment_transposes_only_axes_of_equal_resolution(tmp_path, demo)
     datasets = {"train_a": config.DatasetConfig(container=container, raw="raw", gt="gt")}
     arch = {"input_shape": [8, 44, 44], "eval_shape_increase": [0, 0, 0], "kernel_size": 1}
     arch = {**arch, "downsample_factors": [[1, 2, 2]]}
-    run = resolved.run.model_copy(update={"architecture": config.UNetConfig(**arch)})
-    resolved = resolved.model_copy(update={"run": run})
+    stage = stage.model_copy(update={"architecture": config.UNetConfig(**arch)})
     square = augment.node(config.SimpleAugment(), batches.KEYS.raw, Coordinate(40, 8, 8), 3)
     assert square.transpose_only == [1, 2]  # y and x swap, z stays
     for seed in range(8):
-        result = batch(resolved, datasets, [{"type": "simple"}], seed=seed)
+        result = batch(stage, datasets, [{"type": "simple"}], seed=seed)
         raw, gt = result[batches.KEYS.raw], result[batches.KEYS.gt]
         under_gt = (gt.spec.roi - raw.spec.roi.offset) / Coordinate(40, 8, 8)
         inner = raw.data[0, 0][under_gt.to_slices()]

@@ -29,9 +29,12 @@ from .blockwise import (
     FragmentWorker,
     GraphWorker,
     RelabelWorker,
+    fragment_dims,
+    fragment_prediction,
     fragments_blockwise,
     relabel_blockwise,
     segment_blockwise,
+    segment_fragments,
 )
 from .fragments import fragments
 from .graph import BINS, Graph, edges
@@ -45,7 +48,10 @@ __all__ = [
     "GraphWorker",
     "MergeHistory",
     "RelabelWorker",
+    "segment_fragments",
     "edges",
+    "fragment_prediction",
+    "fragment_dims",
     "fragments",
     "fragments_blockwise",
     "merge_history",

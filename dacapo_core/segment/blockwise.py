@@ -11,12 +11,14 @@ from pathlib import Path
 
 import daisy
 import numpy as np
+import zarr
 from funlib.geometry import Coordinate, Roi
 from funlib.persistence import Array
 
 from .. import arrays, blockwise, codec
 from ..config import FragmentOptions, block_shape_or_default
 from ..geometry import lift
+from ..stages import AgglomerateStage
 from .agglomerate import MergeHistory, merge_history
 from .fragments import fragments
 from .graph import Graph, edges
@@ -138,6 +140,7 @@ def fragments_blockwise(
         "roi": arrays.format_roi(roi),
         "block": list(block),
         "fragments": options.model_dump(mode="json"),
+        "affinity_dims": arrays.affinity_dims(affs_path),
     }
     if not arrays.same_attrs(frags_path, job):
         shutil.rmtree(graph_dir, ignore_errors=True)
@@ -199,6 +202,49 @@ def relabel_blockwise(
         num_workers=num_workers,
         log_dir=log_dir,
     )
+
+
+def fragment_prediction(
+    affs_path: str,
+    frags_path: str,
+    graph_dir: str | Path,
+    options: FragmentOptions,
+    num_workers: int = 2,
+    log_dir: str | Path | None = None,
+) -> Graph:
+    """Rule fragments: fragments and region graph of a whole prediction, one block per
+    chunk of it. Both are staged and published together; a killed job, rerun,
+    resumes the blocks it had not finished."""
+    chunks = arrays.open_array(affs_path).data.chunksize[1:]
+    staged = [arrays.staging(p) for p in (frags_path, graph_dir)]
+    graph = fragments_blockwise(
+        affs_path, staged[0], staged[1], None, chunks, num_workers, log_dir, options
+    )
+    blockwise.publish(frags_path, graph_dir)
+    return graph
+
+
+def fragment_dims(frags_path: str | Path) -> int:
+    """How many trailing axes the fragments' affinities connected (2 for a 2D network
+    on a stack: fragments and segments per section)."""
+    return int(zarr.open(str(frags_path), mode="r").attrs["affinity_dims"])
+
+
+def segment_fragments(
+    frags_path: str,
+    graph_dir: str | Path,
+    out_path: str,
+    stage: AgglomerateStage,
+    num_workers: int = 2,
+    log_dir: str | Path | None = None,
+) -> None:
+    """Rule segment: agglomerate the region graph, then relabel the fragments chunk by
+    chunk into a staged segmentation, published when every block is done."""
+    history = merge_history(Graph.load(graph_dir), stage.merge_function, stage.min_size)
+    chunks = arrays.open_array(frags_path).data.chunksize
+    staged = arrays.staging(out_path)
+    relabel_blockwise(frags_path, staged, history, stage.threshold, chunks, num_workers, log_dir)
+    blockwise.publish(out_path)
 
 
 def segment_blockwise(

@@ -106,7 +106,7 @@ def array(name: str, role: str) -> str:
 
 
 def stage(model) -> dict:
-    """A stage model as a rule param: Snakemake tracks builtin values only."""
+    """A stage model as params (Snakemake tracks builtin values only)."""
     return model.model_dump(mode="json")
 
 

@@ -2,10 +2,10 @@
 
 from dacapo_core import logs
 from dacapo_core.config import FragmentOptions
-from dacapo_core.segment import fragment
+from dacapo_core.segment import fragment_prediction
 
 logs.to_file(snakemake.log[0])
-fragment(
+fragment_prediction(
     snakemake.input.prediction,
     snakemake.output.fragments,
     snakemake.output.graph,

@@ -2,11 +2,11 @@
 pinned) parameters, then relabel its fragments blockwise."""
 
 from dacapo_core import logs
-from dacapo_core.segment import agglomerate
+from dacapo_core.segment import segment_fragments
 from dacapo_core.stages import AgglomerateStage
 
 logs.to_file(snakemake.log[0])
-agglomerate(
+segment_fragments(
     snakemake.input.fragments,
     snakemake.input.graph,
     snakemake.output[0],
