@@ -383,8 +383,8 @@ class ExperimentConfig(Strict):
     apply: list[ApplyConfig] = Field(default_factory=list)
     keep_validation_predictions: bool = Field(
         True,
-        description="false: delete each validation prediction once it is scored (saves disk; "
-        "changing the post-processing grid then predicts again)",
+        description="false: delete each validation prediction once its fragments and region "
+        "graph are made (saves disk; changing the fragment options then predicts again)",
     )
 
     def resolved_runs(self) -> dict[str, ResolvedRun]:

@@ -1,20 +1,19 @@
 """Rule best_predictions: predict a validation dataset again with each selected
 checkpoint (one per distinct iteration in best.json)."""
 
-from pathlib import Path
-
-from dacapo_core import arrays, logs
+from dacapo_core import arrays, layout, logs
 from dacapo_core.predict import predict
 from dacapo_core.select import checkpoint_of
 from dacapo_core.stages import PredictStage
 
 logs.to_file(snakemake.log[0])
 stage = PredictStage.model_validate(snakemake.params.stage)
+run, dataset = snakemake.wildcards.run, snakemake.wildcards.dataset
 best = arrays.read_json(snakemake.input.best)
 for iteration in sorted({choice["iteration"] for choice in best.values()}):
     predict(
         checkpoint_of(snakemake.input.checkpoints, iteration),
-        str(Path(snakemake.output[0]) / f"{iteration}.zarr/prediction"),
+        layout.path(layout.BEST_PREDICTION, run=run, dataset=dataset, it=iteration),
         stage,
         num_workers=snakemake.threads,
         log_dir=f"{snakemake.log[0]}.workers",

@@ -1,8 +1,6 @@
 """Rule train: one chunk, from the previous checkpoint (if any) to iteration {it}."""
 
-from pathlib import Path
-
-from dacapo_core import arrays, logs
+from dacapo_core import arrays, layout, logs
 from dacapo_core.select import checkpoint_of
 from dacapo_core.stages import TrainStage
 from dacapo_core.train import train
@@ -19,7 +17,7 @@ train(
     checkpoint_out=snakemake.output.checkpoint,
     start_checkpoint=snakemake.input.get("start"),
     stats_out=snakemake.output.stats,
-    snapshot_dir=Path(snakemake.output.checkpoint).parents[1] / "snapshots",
+    snapshot_dir=layout.path(layout.SNAPSHOTS, run=snakemake.wildcards.run),
     threads=snakemake.threads,
     init_checkpoint=init,
     name=snakemake.wildcards.run,
