@@ -176,7 +176,7 @@ def choice(wildcards, parameters: bool) -> dict:
     the asking rule waits for it, and afterwards depends on the choice itself, not
     on when best.json was written."""
     pins = choice_stage(wildcards)
-    if not apply_inputs(pins, "", parameters):  # all it needs is pinned
+    if not apply_inputs(pins, wildcards.run, parameters):  # all it needs is pinned
         return apply_choice(pins, parameters=parameters)
     chosen = checkpoints.choose.get(run=wildcards.run, target=wildcards.target).output[0]
     return read_json(chosen)
