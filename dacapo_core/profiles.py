@@ -15,13 +15,15 @@ import os
 import re
 from pathlib import Path
 
+from .errors import UserError
+
 #: the repository's profiles (an editable install: the package sits beside them)
 TEMPLATES = Path(__file__).resolve().parents[1] / "profiles"
 #: a SLURM partition or account name: also safe to write unquoted into YAML
 NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
-class ProfileError(ValueError):
+class ProfileError(UserError):
     """A profile that cannot be installed as asked: one line, exit status 2."""
 
 

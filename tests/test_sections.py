@@ -21,8 +21,8 @@ from dacapo_core.evaluate import evaluate
 from dacapo_core.model import UNet
 from dacapo_core.predict import Predictor
 from dacapo_core.sections import per_section
-from dacapo_core.segment import edges, segment_blockwise
-from dacapo_core.stages import TrainStage
+from dacapo_core.segment import edges, fragments_blockwise, segment_blockwise
+from dacapo_core.stages import ScoreStage, TrainStage
 
 NEIGHBORHOOD_2D = [[1, 0], [0, 1], [0, 3]]
 
@@ -167,10 +167,12 @@ def test_validation_scores_a_stack_per_section(tmp_path):
     labels = in_plane_prediction(path)
     arrays.write_numpy(f"{tmp_path}/s.zarr/gt", labels.astype(np.uint64), Coordinate(40, 4, 4))
     grid = config.WatershedConfig(thresholds=[0.5], merge_function=["mean"])
-    paths = [f"{tmp_path}/s.zarr/frags", tmp_path / "graph", f"{tmp_path}/s.zarr/seg"]
-    result = validate.sweep(
-        path, f"{tmp_path}/s.zarr/gt", *paths, grid, "voi", Coordinate(2, 32, 32)
+    frags, graph = f"{tmp_path}/s.zarr/frags", tmp_path / "graph"
+    fragments_blockwise(path, frags, graph, block_shape=(2, 32, 32), num_workers=1)
+    stage = ScoreStage(
+        gt=f"{tmp_path}/s.zarr/gt", parameter_sets=grid.parameter_sets(), criterion="voi"
     )
+    result = validate.score(frags, graph, f"{tmp_path}/s.zarr/seg", stage)
     assert result["results"][0]["scores"]["voi"] < 0.1
 
 

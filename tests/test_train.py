@@ -135,7 +135,7 @@ def batch(stage, datasets, augments, seed=7):
 def blocks(demo):
     """Labels in 16^3 blocks and raw = a brightness per label: raw and labels are
     aligned in a batch iff raw == brightness[labels] there."""
-    root, _, _ = demo
+    root, _ = demo
     rng = np.random.default_rng(0)
     labels = rng.integers(1, 50, (8, 8, 8))
     for axis in range(3):
