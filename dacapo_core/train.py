@@ -21,7 +21,7 @@ from . import arrays
 from .batches import KEYS, batches
 from .checkpoint import load_checkpoint, model_config, resolve_device, save_checkpoint
 from .config import TrainerConfig
-from .geometry import num_channels
+from .geometry import INPUT_CHANNELS, num_channels
 from .model import UNet
 from .stages import TrainStage
 from .task import loss
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def new_model(stage: TrainStage) -> UNet:
     torch.manual_seed(stage.seed)
-    return UNet(stage.architecture, 1, num_channels(stage.task))
+    return UNet(stage.architecture, INPUT_CHANNELS, num_channels(stage.task))
 
 
 def new_optimizer(trainer: TrainerConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
