@@ -105,9 +105,11 @@ def train(
     threads: int | None = None,
     init_checkpoint: str | Path | None = None,
     name: str = "run",
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train up to iteration ``until``, from ``start_checkpoint`` if given; ``name``
-    (the run's) labels the progress bar and the statistics.
+    (the run's) labels the progress bar and the statistics; ``provenance`` is stored
+    in the checkpoint, with its iteration.
 
     ``init_checkpoint`` (another run's, for fine-tuning) only initialises the
     weights of a run's first chunk; optimizer and schedule start fresh.
@@ -155,6 +157,7 @@ def train(
             "scheduler": scheduler.state_dict(),
             "model_config": model_config(stage),
             "torch_rng": torch.get_rng_state(),
+            "provenance": {**(provenance or {}), "iteration": until},
         },
     )
     summary = {"run": name, "start": start, "until": until, "iterations": stats}
