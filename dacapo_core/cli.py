@@ -165,6 +165,12 @@ def cmd_unlock(args: argparse.Namespace) -> None:
         print(f"removed stale lock {lock}", file=sys.stderr)
 
 
+def cmd_provenance(args: argparse.Namespace) -> None:
+    from .provenance import explain
+
+    print("\n".join(explain(args.path, args.verify)))
+
+
 def cmd_schema(args: argparse.Namespace) -> None:
     from .config import json_schema
 
@@ -263,6 +269,21 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("workdir", nargs="?", default=".", help="the workflow's working directory")
     s.set_defaults(func=cmd_unlock)
+
+    s = sub.add_parser(
+        "provenance",
+        help="where an output came from: its checkpoint, run.json and input data",
+        description="Print the chain from an output (zarr array, JSON file or checkpoint) back "
+        "to its config and data: each output it was made from, the checkpoints (iteration, "
+        "sha256, compared with the file) and each run.json's config hash.",
+    )
+    s.add_argument("path", help="e.g. results/RUN/apply/TARGET.zarr/segmentation")
+    s.add_argument(
+        "--verify",
+        action="store_true",
+        help="fail if a checkpoint's sha256 differs from the record",
+    )
+    s.set_defaults(func=cmd_provenance)
 
     s = sub.add_parser("schema", help="print the config's JSON schema")
     s.set_defaults(func=cmd_schema)

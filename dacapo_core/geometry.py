@@ -52,6 +52,10 @@ def eval_input_shape(config: UNetConfig) -> Coordinate:
     return Coordinate(config.input_shape) + Coordinate(config.eval_shape_increase)
 
 
+#: channels of the raw a network takes: grey-scale intensities
+INPUT_CHANNELS = 1
+
+
 def num_channels(task: AffinitiesTask) -> int:
     """Output channels of the network: one affinity per offset."""
     return len(task.neighborhood)

@@ -25,7 +25,7 @@ from funlib.persistence import Array
 from . import arrays, blockwise, codec
 from .checkpoint import intensity_scale, load_checkpoint, resolve_device
 from .config import AffinitiesTask, UNetConfig
-from .geometry import eval_input_shape, lift, num_channels, output_shape
+from .geometry import INPUT_CHANNELS, eval_input_shape, lift, num_channels, output_shape
 from .model import UNet
 from .stages import PredictStage
 
@@ -62,7 +62,7 @@ class Predictor:
             raise arrays.DataError(
                 f"{checkpoint}: a {len(arch.input_shape)}D network cannot predict {dims}D data"
             )
-        model = UNet(arch, 1, num_channels(task))
+        model = UNet(arch, INPUT_CHANNELS, num_channels(task))
         model.load_state_dict(state["model"])
         dev = resolve_device(device)
         model.to(dev).eval()

@@ -2,37 +2,76 @@
 
 Each failure is one ConfigError naming the key or the file, so a bad config
 costs nothing: no job starts and nothing is written.
+
+Metadata and ROI checks cost nothing and always run. Checks that read voxels
+read a bounded sample, so a check of a terabyte takes as long as one of a
+gigabyte: at most ``SCAN_CHUNKS`` chunks of a GT, and at most ``SCAN_BYTES`` of
+them, spread over the array. GT labels must be whole numbers in every chunk
+read. A training or validation crop is refused as unlabelled only when it was
+read whole (it fits the sample) and has no nonzero label inside its mask: a
+sparsely labelled large crop whose sample misses its labels passes.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import zarr
+from funlib.geometry import Coordinate, Roi
 from funlib.persistence import Array
 
 from . import arrays
 from .config import ApplyConfig, ConfigError, ExperimentConfig
-from .geometry import ShapeError, eval_input_shape, lift, output_shape
+from .geometry import INPUT_CHANNELS, ShapeError, eval_input_shape, lift, output_shape
 
 #: raw volumes up to this many voxels are scanned whole for NaNs
 NAN_SCAN_LIMIT = 2**28
+#: at most this many chunks of a GT are read (labels are whole numbers, some are nonzero)
+SCAN_CHUNKS = 64
+#: ... and at most this many bytes of them (at least one chunk)
+SCAN_BYTES = 2**28
+
+
+def _path(cfg: ExperimentConfig, name: str, role: str) -> str:
+    dataset = cfg.datasets[name]
+    return arrays.array_path(dataset.container, getattr(dataset, role))
+
+
+def _where(cfg: ExperimentConfig, name: str, role: str) -> str:
+    """The key and the array, as every data error starts."""
+    return f"datasets.{name}.{role} ({_path(cfg, name, role)})"
 
 
 def _open(cfg: ExperimentConfig, name: str, role: str) -> Array:
-    dataset = cfg.datasets[name]
-    path = getattr(dataset, role)
+    """Open an array whose metadata says where its voxels lie: funlib would assume a
+    voxel size of 1 where the attribute is missing, and silently train on nonsense."""
+    path = _path(cfg, name, role)
     try:
-        return arrays.open_array(arrays.array_path(dataset.container, path))
+        array = arrays.open_array(path)
     except arrays.DataError as e:
         raise ConfigError(f"datasets.{name}.{role}: {e}") from None
+    if "voxel_size" not in zarr.open(path, mode="r").attrs:
+        raise ConfigError(
+            f"{_where(cfg, name, role)}: no voxel_size attribute; set it (attrs['voxel_size'] "
+            "= [z, y, x] in world units) or import with `dacapo-flow import --voxel-size`"
+        )
+    if array.offset % array.voxel_size != array.voxel_size * 0:
+        raise ConfigError(
+            f"{_where(cfg, name, role)}: offset {tuple(array.offset)} is not a multiple of "
+            f"the voxel size {tuple(array.voxel_size)}"
+        )
+    return array
 
 
-def _check_dataset(cfg: ExperimentConfig, name: str) -> None:
+def _check_dataset(cfg: ExperimentConfig, name: str, labelled: bool) -> None:
+    """One dataset's arrays; ``labelled``: it trains or validates a run, so its crop
+    needs some labels."""
     dataset = cfg.datasets[name]
     raw = _open(cfg, name, "raw")
+    opened = {}
     for role in ("gt", "mask"):
         if getattr(dataset, role) is None:
             continue
-        other = _open(cfg, name, role)
+        opened[role] = other = _open(cfg, name, role)
         if other.voxel_size != raw.voxel_size:
             raise ConfigError(
                 f"datasets.{name}.{role}: voxel size {tuple(other.voxel_size)} differs from "
@@ -41,6 +80,64 @@ def _check_dataset(cfg: ExperimentConfig, name: str) -> None:
     scan = np.issubdtype(raw.dtype, np.floating) and np.prod(raw.shape) <= NAN_SCAN_LIMIT
     if scan and np.isnan(raw[raw.roi]).any():
         raise ConfigError(f"datasets.{name}.raw: contains NaN values")
+    if "gt" not in opened:
+        return
+    gt, mask = opened["gt"], opened.get("mask")
+    if mask is not None and not mask.roi.contains(gt.roi):
+        raise ConfigError(
+            f"{_where(cfg, name, 'mask')}: ROI {arrays.format_roi(mask.roi)} does not contain "
+            f"gt's {arrays.format_roi(gt.roi)}"
+        )
+    _check_labels(cfg, name, gt, mask, labelled)
+
+
+def _check_labels(
+    cfg: ExperimentConfig, name: str, gt: Array, mask: Array | None, labelled: bool
+) -> None:
+    """Instance labels are whole numbers, and (if ``labelled``) some voxel inside the
+    mask has one; reads a bounded sample of chunks (see the module's docstring)."""
+    if not np.issubdtype(gt.dtype, np.integer) and not np.issubdtype(gt.dtype, np.floating):
+        raise ConfigError(f"{_where(cfg, name, 'gt')}: labels of type {gt.dtype} are not integers")
+    whole = np.issubdtype(gt.dtype, np.integer)
+    found = not labelled
+    rois, complete = sample_chunks(gt)
+    for roi in rois:
+        labels = gt.to_ndarray(roi)
+        if not whole and not np.array_equal(labels, np.round(labels)):
+            raise ConfigError(
+                f"{_where(cfg, name, 'gt')}: instance labels must be integers, found "
+                f"{_fraction(labels)} ({gt.dtype})"
+            )
+        if not found:
+            inside = labels != 0 if mask is None else (labels != 0) & (mask.to_ndarray(roi) != 0)
+            found = bool(inside.any())
+        if found and whole:
+            return
+    if not found and complete:
+        where = "" if mask is None else " inside its mask"
+        raise ConfigError(f"{_where(cfg, name, 'gt')}: nothing is labelled{where} (all 0)")
+
+
+def _fraction(labels: np.ndarray) -> float:
+    """One label that is not a whole number (NaN included)."""
+    return labels[labels != np.round(labels)].flat[0].item()
+
+
+def sample_chunks(array: Array) -> tuple[list[Roi], bool]:
+    """ROIs of at most ``SCAN_CHUNKS`` chunks (and ``SCAN_BYTES``) of ``array``, spread
+    evenly over it, and whether they are all of its chunks."""
+    chunk = Coordinate(array.data.chunksize[-array.voxel_size.dims :])
+    grid = [-(-s // c) for s, c in zip(array.roi.shape / array.voxel_size, chunk, strict=True)]
+    total = int(np.prod(grid))
+    chunk_bytes = int(np.prod(array.data.chunksize)) * array.dtype.itemsize
+    cap = max(1, min(SCAN_CHUNKS, SCAN_BYTES // chunk_bytes))
+    picked = np.unique(np.linspace(0, total - 1, min(cap, total)).round().astype(int))
+    size = chunk * array.voxel_size
+    rois = [
+        Roi(array.roi.offset + Coordinate(index) * size, size).intersect(array.roi)
+        for index in np.array(np.unravel_index(picked, grid)).T
+    ]
+    return rois, len(rois) == total
 
 
 def _check_run(cfg: ExperimentConfig, name: str, demo: set[str]) -> None:
@@ -57,6 +154,7 @@ def _check_run(cfg: ExperimentConfig, name: str, demo: set[str]) -> None:
     applied = [a.input for a in cfg.apply if a.run in _repetitions(cfg, name)]
     used = sorted({*run.datasplit.train, *run.datasplit.validate_, *applied} - demo)
     raws = {ds: _open(cfg, ds, "raw") for ds in used}  # sorted: the same error every time
+    _check_channels(cfg, name, raws)
     _check_dims(name, len(arch.input_shape), raws, [ds for ds in run.datasplit.train if ds in raws])
     for ds in run.datasplit.train:
         if ds in demo:
@@ -75,6 +173,17 @@ def _check_run(cfg: ExperimentConfig, name: str, demo: set[str]) -> None:
             raise ConfigError(
                 f"datasets.{ds}.gt: ROI {arrays.format_roi(gt.roi)} extends beyond raw's "
                 f"{arrays.format_roi(raw.roi)}"
+            )
+
+
+def _check_channels(cfg: ExperimentConfig, run: str, raws: dict[str, Array]) -> None:
+    """Raw has the channels the network takes (a leading axis beyond the spatial ones)."""
+    for ds, raw in raws.items():
+        channels = raw.shape[0] if len(raw.shape) > raw.voxel_size.dims else 1
+        if channels != INPUT_CHANNELS:
+            raise ConfigError(
+                f"{_where(cfg, ds, 'raw')}: {channels} channels (shape {tuple(raw.shape)}), "
+                f"but the network of run '{run}' takes {INPUT_CHANNELS}"
             )
 
 
@@ -102,13 +211,16 @@ def _repetitions(cfg: ExperimentConfig, name: str) -> list[str]:
 
 
 def check(cfg: ExperimentConfig) -> None:
-    """Open every dataset the config uses; check voxel sizes, shapes, ROIs and NaNs."""
+    """Open every dataset the config uses; check metadata, voxel sizes, shapes, ROIs,
+    channels, NaNs and labels."""
     demo = {
         name for name, d in cfg.datasets.items() if cfg.demo and d.container == cfg.demo.container
     }
+    splits = [run.datasplit for run in cfg.runs.values()]
+    labelled = {ds for split in splits for ds in (*split.train, *split.validate_)}
     for name in cfg.datasets:
         if name not in demo:
-            _check_dataset(cfg, name)
+            _check_dataset(cfg, name, name in labelled)
     for name in cfg.runs:
         _check_run(cfg, name, demo)
     for i, entry in enumerate(cfg.apply):

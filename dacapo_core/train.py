@@ -21,7 +21,7 @@ from . import arrays
 from .batches import KEYS, batches
 from .checkpoint import load_checkpoint, model_config, resolve_device, save_checkpoint
 from .config import TrainerConfig
-from .geometry import num_channels
+from .geometry import INPUT_CHANNELS, num_channels
 from .model import UNet
 from .stages import TrainStage
 from .task import loss
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def new_model(stage: TrainStage) -> UNet:
     torch.manual_seed(stage.seed)
-    return UNet(stage.architecture, 1, num_channels(stage.task))
+    return UNet(stage.architecture, INPUT_CHANNELS, num_channels(stage.task))
 
 
 def new_optimizer(trainer: TrainerConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -105,9 +105,11 @@ def train(
     threads: int | None = None,
     init_checkpoint: str | Path | None = None,
     name: str = "run",
+    provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train up to iteration ``until``, from ``start_checkpoint`` if given; ``name``
-    (the run's) labels the progress bar and the statistics.
+    (the run's) labels the progress bar and the statistics; ``provenance`` is stored
+    in the checkpoint, with its iteration.
 
     ``init_checkpoint`` (another run's, for fine-tuning) only initialises the
     weights of a run's first chunk; optimizer and schedule start fresh.
@@ -155,6 +157,7 @@ def train(
             "scheduler": scheduler.state_dict(),
             "model_config": model_config(stage),
             "torch_rng": torch.get_rng_state(),
+            "provenance": {**(provenance or {}), "iteration": until},
         },
     )
     summary = {"run": name, "start": start, "until": until, "iterations": stats}

@@ -131,10 +131,11 @@ def test_raw_thinner_than_the_input_is_padded_but_gt_needs_raw_under_it(tmp_path
     data = minimal()
     data["datasets"]["a"]["container"] = str(tmp_path / "thin.zarr")
     raw = np.zeros((50, 100, 100), np.uint8)  # thinner in z than the 76^3 input
+    labels = np.ones(raw.shape, np.uint64)
     arrays.write_numpy(tmp_path / "thin.zarr/raw", raw, (10, 10, 10))
-    arrays.write_numpy(tmp_path / "thin.zarr/gt", raw.astype(np.uint64), (10, 10, 10))
+    arrays.write_numpy(tmp_path / "thin.zarr/gt", labels, (10, 10, 10))
     preflight.check(config.parse(data))
-    arrays.write_numpy(tmp_path / "thin.zarr/gt", raw.astype(np.uint64), (10, 10, 10), (20, 0, 0))
+    arrays.write_numpy(tmp_path / "thin.zarr/gt", labels, (10, 10, 10), (20, 0, 0))
     with pytest.raises(config.ConfigError, match=r"datasets.a.gt: ROI .* extends beyond raw"):
         preflight.check(config.parse(data))
 
@@ -143,7 +144,7 @@ def _volume(path, shape) -> None:
     data = np.zeros(shape, np.uint8)
     voxel_size = (10,) * len(shape)
     arrays.write_numpy(f"{path}/raw", data, voxel_size)
-    arrays.write_numpy(f"{path}/gt", data.astype(np.uint64), voxel_size)
+    arrays.write_numpy(f"{path}/gt", np.ones(shape, np.uint64), voxel_size)
 
 
 def test_a_2d_network_runs_on_3d_stacks_but_not_a_3d_network_on_images(tmp_path):

@@ -10,7 +10,6 @@ profile itself stays realistic.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -22,7 +21,7 @@ import pytest
 import yaml
 from conftest import BIN, REPO, TINY, snakemake, write_config
 
-from dacapo_core import arrays, cli, profiles
+from dacapo_core import arrays, cli, profiles, provenance
 
 SLURM = REPO / "tests/slurm"
 FAST_POLLING = [
@@ -127,9 +126,8 @@ def test_tiny_workflow_runs_through_sbatch_with_the_installed_profile(
     assert seg.roi == raw.roi and seg.voxel_size == raw.voxel_size
     local = finished[0] / "results/tiny"
     for name in ("best.json", "apply/test_a.choice.json"):
-        assert json.loads((tmp_path / "results/tiny" / name).read_text()) == json.loads(
-            (local / name).read_text()
-        )
+        here, there = (arrays.read_json(r / name) for r in (tmp_path / "results/tiny", local))
+        assert provenance.contents(here) == provenance.contents(there)
     same = arrays.open_array(local / "apply/test_a.zarr/segmentation")
     assert np.array_equal(seg.to_ndarray(seg.roi), same.to_ndarray(same.roi))
     accounting = subprocess.run(

@@ -9,7 +9,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from dacapo_core import config as dconfig
-from dacapo_core import preflight
+from dacapo_core import preflight, provenance
 from dacapo_core.arrays import open_array, read_json
 from dacapo_core.layout import (
     BEST,
@@ -71,6 +71,19 @@ EXPERIMENT = load_experiment(config)
 RUNS = EXPERIMENT.resolved_runs()
 DATASETS = EXPERIMENT.datasets
 APPLY = {(a.run, a.target): a for a in EXPERIMENT.apply}
+
+
+def run_record(name: str) -> dict:
+    """run.json's content: the resolved run and the datasets."""
+    return {
+        "run": RUNS[name].model_dump(mode="json", by_alias=True),
+        "datasets": {n: d.model_dump(mode="json") for n, d in DATASETS.items()},
+    }
+
+
+# Config hashes for the provenance each script records: in the config, not in params,
+# so that a record never reruns a job.
+config["config_hashes"] = {name: provenance.config_hash(run_record(name)) for name in RUNS}
 
 
 wildcard_constraints:

@@ -25,8 +25,8 @@ rule describe_run:
     output:
         RUN_JSON,
     params:
-        run=lambda w: run_of(w).model_dump(mode="json", by_alias=True),
-        datasets=lambda w: {n: d.model_dump(mode="json") for n, d in DATASETS.items()},
+        run=lambda w: run_record(w.run)["run"],
+        datasets=lambda w: run_record(w.run)["datasets"],
     log:
         "logs/describe_run/{run}.log",
     localrule: True

@@ -1,6 +1,6 @@
 """Rule fragments: fragments and region graph of a prediction, blockwise."""
 
-from dacapo_core import logs
+from dacapo_core import logs, provenance
 from dacapo_core.config import FragmentOptions
 from dacapo_core.segment import fragment_prediction
 
@@ -12,4 +12,14 @@ fragment_prediction(
     FragmentOptions.model_validate(snakemake.params.stage),
     num_workers=snakemake.threads,
     log_dir=f"{snakemake.log[0]}.workers",
+)
+run = snakemake.wildcards.run
+provenance.stamp(
+    snakemake.output.fragments,
+    provenance.record(
+        run,
+        snakemake.config["config_hashes"][run],
+        snakemake.params.stage,
+        {"prediction": snakemake.input.prediction},
+    ),
 )

@@ -1,14 +1,26 @@
 """Rules predict and validate_predict: blockwise prediction with one checkpoint."""
 
-from dacapo_core import logs
+from dacapo_core import logs, provenance
 from dacapo_core.predict import predict
 from dacapo_core.stages import PredictStage
 
 logs.to_file(snakemake.log[0])
+stage = PredictStage.model_validate(snakemake.params.stage)
 predict(
     snakemake.input.checkpoint,
     snakemake.output[0],
-    PredictStage.model_validate(snakemake.params.stage),
+    stage,
     num_workers=snakemake.threads,
     log_dir=f"{snakemake.log[0]}.workers",
+)
+run = snakemake.wildcards.run
+provenance.stamp(
+    snakemake.output[0],
+    provenance.record(
+        run,
+        snakemake.config["config_hashes"][run],
+        snakemake.params.stage,
+        {"raw": stage.raw},
+        made_from=snakemake.input.checkpoint,
+    ),
 )

@@ -1,7 +1,7 @@
 """Rule segment: agglomerate an apply target's region graph with the chosen (or
 pinned) parameters, then relabel its fragments blockwise."""
 
-from dacapo_core import logs
+from dacapo_core import logs, provenance
 from dacapo_core.segment import segment_fragments
 from dacapo_core.stages import AgglomerateStage
 
@@ -13,4 +13,14 @@ segment_fragments(
     AgglomerateStage.model_validate(snakemake.params.stage),
     num_workers=snakemake.threads,
     log_dir=f"{snakemake.log[0]}.workers",
+)
+run = snakemake.wildcards.run
+provenance.stamp(
+    snakemake.output[0],
+    provenance.record(
+        run,
+        snakemake.config["config_hashes"][run],
+        snakemake.params.stage,
+        {"fragments": snakemake.input.fragments, "graph": snakemake.input.graph},
+    ),
 )

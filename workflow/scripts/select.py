@@ -1,7 +1,14 @@
 """Rule select: best iteration and parameters per criterion."""
 
-from dacapo_core import arrays, logs
+from pathlib import Path
+
+from dacapo_core import arrays, logs, provenance
 from dacapo_core.select import load_scores, select_best
 
 logs.to_file(snakemake.log[0])
-arrays.write_json(snakemake.output[0], select_best(load_scores(snakemake.input)))
+run = snakemake.wildcards.run
+scores = {Path(p).parent.name: p for p in snakemake.input}  # validation/{it}/scores.json
+found = provenance.record(run, snakemake.config["config_hashes"][run], None, scores)
+arrays.write_json(
+    snakemake.output[0], {**select_best(load_scores(snakemake.input)), provenance.KEY: found}
+)

@@ -1,12 +1,19 @@
 """Rule train: one chunk, from the previous checkpoint (if any) to iteration {it}."""
 
-from dacapo_core import arrays, layout, logs
+from dacapo_core import arrays, layout, logs, provenance
 from dacapo_core.select import checkpoint_of
 from dacapo_core.stages import TrainStage
 from dacapo_core.train import train
 
 logs.to_file(snakemake.log[0])
 stage = TrainStage.model_validate(snakemake.params.stage)
+run = snakemake.wildcards.run
+data = {
+    f"{name}.{role}": arrays.array_path(dataset.container, getattr(dataset, role))
+    for name, dataset in stage.datasets.items()
+    for role in ("raw", "gt", "mask")
+    if getattr(dataset, role) is not None
+}
 init = None
 if snakemake.input.get("init_best"):  # fine-tuning: the other run's selected checkpoint
     best = arrays.read_json(snakemake.input.init_best)[stage.start.criterion]
@@ -20,5 +27,12 @@ train(
     snapshot_dir=layout.path(layout.SNAPSHOTS, run=snakemake.wildcards.run),
     threads=snakemake.threads,
     init_checkpoint=init,
-    name=snakemake.wildcards.run,
+    name=run,
+    provenance=provenance.record(
+        run,
+        snakemake.config["config_hashes"][run],
+        snakemake.params.stage,
+        data,
+        made_from=snakemake.input.get("start"),
+    ),
 )

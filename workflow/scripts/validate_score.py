@@ -1,6 +1,6 @@
 """Rule validate_score: score every parameter set on a prediction's region graph."""
 
-from dacapo_core import arrays, logs
+from dacapo_core import arrays, logs, provenance
 from dacapo_core.stages import ScoreStage
 from dacapo_core.validate import score
 
@@ -11,4 +11,12 @@ result = score(
     snakemake.output.segmentation,
     ScoreStage.model_validate(snakemake.params.stage),
 )
-arrays.write_json(snakemake.output.scores, result)
+run = snakemake.wildcards.run
+found = provenance.record(
+    run,
+    snakemake.config["config_hashes"][run],
+    snakemake.params.stage,
+    {"fragments": snakemake.input.fragments, "graph": snakemake.input.graph},
+)
+provenance.stamp(snakemake.output.segmentation, found)
+arrays.write_json(snakemake.output.scores, {**result, provenance.KEY: found})
