@@ -11,7 +11,8 @@ daisy blocks of zarr arrays.
    one ``.npz`` file (fragment ids and sizes, edges with affinity statistics).
 3. ``merge_history``: hierarchical agglomeration of the whole graph (mean or a
    quantile of affinities, small fragments first), recorded once; any threshold
-   is then a prefix of the history.
+   is then a prefix of the history. ``hierarchical_history`` makes the same
+   merges chunk by chunk over an octree, no process holding the whole graph.
 4. ``RelabelWorker``: fragments -> segments through a lookup table, per block.
 
 Because agglomeration is decided once for the whole graph, an object that
@@ -23,7 +24,7 @@ Affinities that connect only the trailing axes (a 2D network's prediction of a
 segment lies in one section, as the per-section labels it was trained on.
 """
 
-from .agglomerate import MergeHistory, merge_history, scoring
+from .agglomerate import MergeHistory, agglomerate, merge_history, scoring
 from .blockwise import (
     EdgeWorker,
     FragmentWorker,
@@ -38,6 +39,7 @@ from .blockwise import (
 )
 from .fragments import fragments
 from .graph import BINS, Graph, edges
+from .hierarchy import hierarchical_history
 from .relabel import relabel
 
 __all__ = [
@@ -48,12 +50,14 @@ __all__ = [
     "GraphWorker",
     "MergeHistory",
     "RelabelWorker",
+    "agglomerate",
     "segment_fragments",
     "edges",
     "fragment_prediction",
     "fragment_dims",
     "fragments",
     "fragments_blockwise",
+    "hierarchical_history",
     "merge_history",
     "relabel",
     "relabel_blockwise",

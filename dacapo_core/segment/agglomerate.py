@@ -6,9 +6,10 @@ Recorded once as a merge history, so that any threshold is a prefix of it.
 from __future__ import annotations
 
 import heapq
+import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -37,7 +38,10 @@ class MergeHistory:
             if np.array_equal(grand, parent):
                 break
             parent = grand
-        _, segments = np.unique(parent, return_inverse=True)
+        # label each segment by its first fragment, whichever region survived merges
+        first = np.full(len(self.nodes), len(self.nodes))
+        np.minimum.at(first, parent, np.arange(len(self.nodes)))
+        _, segments = np.unique(first[parent], return_inverse=True)
         return self.nodes, (segments + 1).astype(np.uint64)
 
 
@@ -63,8 +67,135 @@ def scoring(merge_function: str) -> Callable[[np.ndarray], float]:
     return quantile
 
 
+#: an edge's identity: the largest fragment pair among the fragment edges it joins
+Ident = tuple[int, int]
+
+
+@dataclass
+class _Regions:
+    """A greedy agglomeration in progress: regions, their edges, what is decided.
+
+    Edges are taken in the order of (score, identity): the identity of an edge
+    between two regions is the largest of the fragment pairs it joins, so the
+    order depends on the regions alone, never on how the graph was cut into
+    chunks or which region of a merged pair keeps its id. A merge never makes an
+    edge that comes before the merged one (its score is no lower, and where equal,
+    its identity is one the merged edge already came before), so every chunk of a
+    hierarchical run makes exactly the merges a whole-graph run makes.
+    """
+
+    base: Callable[[np.ndarray], float]
+    min_size: int
+    size: dict[int, int]
+    adjacency: dict[int, dict[int, tuple[np.ndarray, Ident]]]
+    frozen: set[int]
+    done: set[int] = field(default_factory=set)
+    merges: list[tuple[int, int, float]] = field(default_factory=list)
+
+    def entry(self, u: int, v: int) -> tuple[float, Ident, int, int]:
+        """The heap entry of edge (u, v): its score, identity and regions."""
+        row, ident = self.adjacency[u][v]
+        small = min(self.size[u], self.size[v]) < self.min_size
+        return (self.base(row) - (1.0 if small else 0.0), ident, u, v)
+
+    def merge(self, u: int, v: int, score: float) -> list[tuple[float, Ident, int, int]]:
+        """Merge the region of fewer edges into the other; the entries of changed edges."""
+        adjacency = self.adjacency
+        if len(adjacency[u]) > len(adjacency[v]):
+            u, v = v, u
+        del adjacency[v][u]
+        was_small = self.size[v] < self.min_size
+        self.size[v] += self.size.pop(u)
+        changed = set(adjacency[u]) - {v}
+        for n, (row, ident) in adjacency.pop(u).items():
+            if n == v:
+                continue
+            del adjacency[n][u]
+            joint = adjacency[v].get(n)
+            if joint is not None:
+                row, ident = joint[0] + row, max(joint[1], ident)
+            adjacency[v][n] = adjacency[n][v] = (row, ident)
+        if was_small and self.size[v] >= self.min_size:  # all of v's edges lose priority
+            changed = set(adjacency[v])
+        self.merges.append((u, v, score))
+        return [self.entry(v, n) for n in changed]
+
+    def run(self, below: float) -> None:
+        """Merge, first entry first, every edge whose regions are both decidable here
+        and whose score is below ``below``."""
+        heap = [self.entry(u, v) for u in self.adjacency for v in self.adjacency[u] if u < v]
+        heapq.heapify(heap)
+        while heap:
+            item = heapq.heappop(heap)
+            score, _, u, v = item
+            if v not in self.adjacency.get(u, {}) or self.entry(u, v) != item:
+                continue  # stale: a region merged or the edge changed since
+            if u in self.frozen or v in self.frozen:  # the other waits on a frozen region
+                self.frozen.update({u, v} - self.done)
+            elif u in self.done or v in self.done or score >= below:
+                self.done.update((u, v))  # neither merges below ``below`` any more
+            else:
+                for new in self.merge(u, v, score):
+                    heapq.heappush(heap, new)
+
+
+def agglomerate(
+    graph: Graph,
+    merge_function: str = "mean",
+    min_size: int = 0,
+    frozen: frozenset[int] = frozenset(),
+    below: float = math.inf,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Graph]:
+    """Greedy agglomeration of ``graph``: the merges (merged, into, score) and the
+    residual graph, what is left undecided for a larger chunk.
+
+    ``frozen`` regions touch the outer faces of the chunk ``graph`` is: their
+    edges beyond it are unknown, so they never merge here. An edge is merged when
+    it comes first among the edges of both its regions and neither is frozen; a
+    region whose first edge leads to a frozen region waits, frozen too. Because
+    merging never makes an edge that comes earlier (a merged edge's mean or
+    quantile lies between its parts', and a region only grows past ``min_size``),
+    such a merge is one a whole-graph run makes too, with the same score. Regions
+    whose first edge scores ``below`` or more never merge below it and are
+    dropped. The residual holds the frozen regions and the edges between them,
+    partial statistics and sizes included.
+    """
+    regions = _Regions(
+        scoring(merge_function),
+        min_size,
+        dict(zip(graph.nodes.tolist(), graph.sizes.tolist(), strict=True)),
+        {int(n): {} for n in graph.nodes},
+        {int(n) for n in frozen},
+    )
+    pairs, idents = graph.edges.tolist(), graph.identities().tolist()
+    for (u, v), ident, row in zip(pairs, idents, graph.stats, strict=True):
+        regions.adjacency[u][v] = regions.adjacency[v][u] = (row.copy(), tuple(ident))
+    regions.run(below)
+    merged, into, scores = zip(*regions.merges, strict=True) if regions.merges else ((), (), ())
+    return (
+        np.array(merged, np.uint64),
+        np.array(into, np.uint64),
+        np.array(scores, np.float64),
+        _residual(regions),
+    )
+
+
+def _residual(regions: _Regions) -> Graph:
+    """The frozen regions with their sizes, and the edges between them."""
+    nodes = sorted(regions.frozen)
+    pairs = [(u, v) for u in nodes for v in regions.adjacency[u] if u < v and v in regions.frozen]
+    edges = [regions.adjacency[u][v] for u, v in pairs]
+    return Graph(
+        np.array(nodes, np.uint64),
+        np.array([regions.size[n] for n in nodes], np.int64),
+        np.array(pairs, np.uint64).reshape(-1, 2),
+        np.array([row for row, _ in edges], np.float64).reshape(-1, 2 + BINS),
+        np.array([ident for _, ident in edges], np.uint64).reshape(-1, 2),
+    )
+
+
 def merge_history(graph: Graph, merge_function: str = "mean", min_size: int = 0) -> MergeHistory:
-    """Agglomerate greedily by ``merge_function`` until no edge is left.
+    """Agglomerate the whole graph greedily by ``merge_function`` until no edge is left.
 
     Merging two regions adds their edge statistics to each common neighbour, as
     waterz's region-graph agglomeration does on a whole volume. A region smaller
@@ -72,46 +203,5 @@ def merge_history(graph: Graph, merge_function: str = "mean", min_size: int = 0)
     threshold (its edges score below 0), so specks never stay segments of their
     own; being graph-wide, this is seamless across blocks and costs no new fragments.
     """
-    base = scoring(merge_function)
-    size = dict(zip(graph.nodes.tolist(), graph.sizes.tolist(), strict=True))
-
-    def score_of(u: int, v: int, row: np.ndarray) -> float:
-        return base(row) - (1.0 if min(size[u], size[v]) < min_size else 0.0)
-
-    adjacency: dict[int, dict[int, np.ndarray]] = {int(n): {} for n in graph.nodes}
-    heap = []
-    for (u, v), row in zip(graph.edges.tolist(), graph.stats, strict=True):
-        adjacency[u][v] = adjacency[v][u] = row.copy()
-        heap.append((score_of(u, v, row), u, v))
-    heapq.heapify(heap)
-    merged, into, scores = [], [], []
-    while heap:
-        score, u, v = heapq.heappop(heap)
-        row = adjacency.get(u, {}).get(v)
-        if row is None or score_of(u, v, row) != score:
-            continue  # stale entry: a region merged or the edge changed since
-        if len(adjacency[u]) > len(adjacency[v]):
-            u, v = v, u
-        del adjacency[v][u]
-        was_small = size[v] < min_size
-        size[v] += size.pop(u)
-        changed = set(adjacency[u]) - {v}
-        for n, other in adjacency.pop(u).items():
-            if n == v:
-                continue
-            del adjacency[n][u]
-            joint = adjacency[v].get(n)
-            adjacency[v][n] = adjacency[n][v] = other if joint is None else joint + other
-        if was_small and size[v] >= min_size:  # all of v's edges lose their priority
-            changed = set(adjacency[v])
-        for n in changed:
-            heapq.heappush(heap, (score_of(v, n, adjacency[v][n]), min(n, v), max(n, v)))
-        merged.append(u)
-        into.append(v)
-        scores.append(score)
-    return MergeHistory(
-        graph.nodes,
-        np.array(merged, np.uint64),
-        np.array(into, np.uint64),
-        np.array(scores, np.float64),
-    )
+    merged, into, scores, _ = agglomerate(graph, merge_function, min_size)
+    return MergeHistory(graph.nodes, merged, into, scores)

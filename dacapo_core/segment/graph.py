@@ -6,6 +6,7 @@ whole-volume run would find.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,10 @@ import numpy as np
 
 #: affinity histogram bins per edge (for quantile merge functions)
 BINS = 32
+#: affinities are summed in units of 1 / QUANTUM: float64 sums of such multiples are
+#: exact (below 2**29 voxel pairs per edge), so an edge's mean is the same whether its
+#: rows are added block by block, chunk by chunk or all at once
+QUANTUM = 2**24
 
 
 @dataclass(frozen=True)
@@ -28,19 +33,43 @@ class Graph:
     sizes: np.ndarray
     edges: np.ndarray
     stats: np.ndarray
+    #: per edge, the largest fragment pair it joins (None: the edge itself, as in a
+    #: graph of fragments); orders ties in agglomeration whatever the chunking
+    idents: np.ndarray | None = None
+
+    def identities(self) -> np.ndarray:
+        return self.edges if self.idents is None else self.idents
 
     @classmethod
     def load(cls, graph_dir: str | Path) -> Graph:
         parts = [np.load(p) for p in sorted(Path(graph_dir).glob("*.npz"))]
         if not parts:
             raise FileNotFoundError(f"{graph_dir}: no region graph blocks")
-        edges = np.concatenate([p["edges"] for p in parts]).reshape(-1, 2)
+        return cls.combine(
+            [cls(p["nodes"], p["sizes"], p["edges"].reshape(-1, 2), p["stats"]) for p in parts]
+        )
+
+    @classmethod
+    def combine(cls, parts: Sequence[Graph]) -> Graph:
+        """One graph from parts that may share nodes and edges (blocks, chunks): a
+        node's sizes add up, an edge's rows merge as in ``_merge_block_stats``. Every
+        edge's ends are nodes (of size 0 where no part holds their voxels)."""
+        edges = np.concatenate([p.edges for p in parts]).astype(np.uint64).reshape(-1, 2)
         unique, inverse = np.unique(edges, axis=0, return_inverse=True)
-        stats = _merge_block_stats(np.concatenate([p["stats"] for p in parts]), inverse.ravel())
-        # a fragment crossing block faces is counted in each block: sum its parts
-        nodes, where = np.unique(np.concatenate([p["nodes"] for p in parts]), return_inverse=True)
-        sizes = np.bincount(where.ravel(), np.concatenate([p["sizes"] for p in parts]))
-        return cls(nodes, sizes.astype(np.int64), unique.astype(np.uint64), stats)
+        inverse = inverse.ravel()
+        rows = np.concatenate([p.stats for p in parts]).reshape(-1, 2 + BINS)
+        stats = _merge_block_stats(rows, inverse)
+        ids = np.concatenate([*(p.nodes for p in parts), unique.ravel()]).astype(np.uint64)
+        weights = np.concatenate([*(p.sizes for p in parts), np.zeros(unique.size)])
+        nodes, where = np.unique(ids, return_inverse=True)
+        sizes = np.bincount(where.ravel(), weights, minlength=len(nodes))
+        idents = None
+        if any(p.idents is not None for p in parts):  # per edge, the largest of its rows'
+            given = np.concatenate([p.identities() for p in parts]).reshape(-1, 2)
+            order = np.lexsort((given[:, 1], given[:, 0], inverse))
+            last = np.flatnonzero(np.r_[inverse[order][1:] != inverse[order][:-1], True])
+            idents = given[order[last]].astype(np.uint64)
+        return cls(nodes, sizes.astype(np.int64), unique, stats, idents)
 
 
 def _merge_block_stats(rows: np.ndarray, edge: np.ndarray) -> np.ndarray:
@@ -87,6 +116,7 @@ def edges(
     inverse = inverse.ravel()
     value = np.concatenate(values).astype(np.float64)
     bins = np.minimum((value * BINS).astype(int), BINS - 1)
+    value = np.round(value * QUANTUM) / QUANTUM  # sums exact in any order (see QUANTUM)
     n = len(unique)
     stats = np.empty((n, 2 + BINS))
     stats[:, 0] = np.bincount(inverse, value, minlength=n)

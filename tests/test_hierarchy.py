@@ -1,0 +1,143 @@
+"""Hierarchical agglomeration over an octree of chunks equals the whole-graph one.
+
+Graph-level: fragments of a whole volume, cut into blocks whose rows are written
+as the edge stage writes them, blocks grouped into 27 chunks. No daisy, no files.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from gunpowder.nodes.add_affinities import seg_to_affgraph
+from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from dacapo_core.config import FragmentOptions, WatershedConfig
+from dacapo_core.demo import cells, membranes
+from dacapo_core.segment import Graph, edges, fragments, merge_history
+from dacapo_core.segment.agglomerate import MergeHistory, agglomerate
+from dacapo_core.segment.hierarchy import hierarchical_history
+
+BLOCK = 12  # voxels per block edge
+CHUNK = 2  # blocks per chunk edge: 72^3 voxels are 6^3 blocks, 3^3 chunks
+SHAPE = (72, 72, 72)
+THRESHOLDS = WatershedConfig().thresholds  # the default grid
+
+
+def volume(seed: int, uint8: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Cells larger than a chunk, and noisy smooth affinities of them (as a network's,
+    or stored in 255ths)."""
+    rng = np.random.default_rng(seed)
+    labels = cells(SHAPE, diameter=14, rng=rng)
+    labels[membranes(labels)] = 0
+    affs = seg_to_affgraph(labels.astype(np.int32), -np.eye(3, dtype=int)).astype(np.float32)
+    affs = np.stack([ndimage.gaussian_filter(a, 1.0) for a in affs])
+    affs = np.clip(affs + rng.normal(scale=0.08, size=affs.shape), 0, 1).astype(np.float32)
+    if uint8:
+        affs = (np.round(affs * 255) / 255).astype(np.float32)
+    return affs, fragments(affs, FragmentOptions(seed_distance=1))  # several per cell
+
+
+def block_rows(frags: np.ndarray, affs: np.ndarray, start: tuple[int, ...]) -> Graph:
+    """A block's rows as the edge stage writes them: its fragments' sizes, and edges
+    with one voxel of context on the negative side (none before the volume starts)."""
+    inner = tuple(slice(s, s + BLOCK) for s in start)
+    read = tuple(slice(max(s - 1, 0), s + BLOCK) for s in start)
+    pad = [(int(s == 0), 0) for s in start]
+    f = np.pad(frags[read], pad)
+    a = np.pad(affs[(slice(None), *read)], [(0, 0), *pad])
+    pairs, stats = edges(f, a)
+    nodes, sizes = np.unique(frags[inner], return_counts=True)
+    keep = nodes > 0
+    return Graph(nodes[keep], sizes[keep], pairs, stats)
+
+
+def chunked(frags: np.ndarray, affs: np.ndarray) -> dict[tuple[int, ...], Graph]:
+    """Chunk grid index -> the rows its blocks wrote."""
+    blocks: dict[tuple[int, ...], list[Graph]] = {}
+    for start in itertools.product(*(range(0, s, BLOCK) for s in SHAPE)):
+        chunk = tuple(s // (BLOCK * CHUNK) for s in start)
+        blocks.setdefault(chunk, []).append(block_rows(frags, affs, start))
+    return {chunk: Graph.combine(parts) for chunk, parts in blocks.items()}
+
+
+def partitions(history: MergeHistory) -> list[np.ndarray]:
+    return [history.lookup(t)[1] for t in THRESHOLDS]
+
+
+@pytest.fixture(scope="module", params=[(0, False), (1, True), (2, False)], ids=str)
+def graph(request):
+    affs, frags = volume(*request.param)
+    leaves = chunked(frags, affs)
+    assert len(leaves) == 27
+    return frags, leaves, Graph.combine(list(leaves.values()))
+
+
+@pytest.mark.parametrize("min_size", [0, 300])
+@pytest.mark.parametrize("merge_function", ["mean", "hist_quant_75"])
+def test_octree_agglomeration_equals_the_whole_graph_one(graph, merge_function, min_size):
+    frags, leaves, whole = graph
+    flat = merge_history(whole, merge_function, min_size)
+    tree, levels = hierarchical_history(leaves, merge_function, min_size, max(THRESHOLDS))
+    assert [level.chunks for level in levels] == [27, 8, 1]
+    assert levels[0].merges > 0 and levels[-1].residual_nodes == 0
+    for t, a, b in zip(THRESHOLDS, partitions(flat), partitions(tree), strict=True):
+        assert np.array_equal(a, b), f"threshold {t}"
+    # what the comparison covers: merges at several levels, segments across chunks
+    nodes, segments = flat.lookup(0.5)
+    seg = np.zeros(frags.shape, np.int64)
+    seg[frags > 0] = segments[np.searchsorted(nodes, frags[frags > 0])]
+    spans = spanned_chunks(seg)
+    assert sum(len(s) >= 2 for s in spans.values()) >= 5
+    assert any(corner_of_eight(s) for s in spans.values())
+    if min_size:  # small fragments do merge first
+        assert (flat.scores < 0).sum() > 0
+
+
+def spanned_chunks(seg: np.ndarray) -> dict[int, set[tuple[int, ...]]]:
+    """Segment -> the chunks its voxels lie in."""
+    edge = BLOCK * CHUNK
+    spans: dict[int, set[tuple[int, ...]]] = {}
+    for index in itertools.product(*(range(s // edge) for s in SHAPE)):
+        part = seg[tuple(slice(i * edge, (i + 1) * edge) for i in index)]
+        for label in np.unique(part[part > 0]):
+            spans.setdefault(int(label), set()).add(index)
+    return spans
+
+
+def corner_of_eight(chunks: set[tuple[int, ...]]) -> bool:
+    """Whether the chunks include all eight around one inner corner."""
+    return any(
+        all(
+            tuple(c + o for c, o in zip(corner, offset, strict=True)) in chunks
+            for offset in itertools.product((0, 1), repeat=3)
+        )
+        for corner in chunks
+    )
+
+
+def test_a_naive_blockwise_agglomeration_is_not_exact(graph):
+    """Chunks that decide their regions at the faces as if nothing lay beyond (no
+    frozen regions) give another partition: the comparison above can fail."""
+    _, leaves, whole = graph
+    flat = partitions(merge_history(whole, "mean"))
+    merges = [agglomerate(rows, "mean")[:3] for rows in leaves.values()]
+    merged, into, scores = (np.concatenate(part) for part in zip(*merges, strict=True))
+    nodes = whole.nodes
+    naive = []
+    for t in THRESHOLDS:
+        below = scores < t
+        pairs = np.searchsorted(nodes, np.stack([merged[below], into[below]]))
+        joined = coo_matrix((np.ones(below.sum()), tuple(pairs)), shape=(len(nodes),) * 2)
+        naive.append(connected_components(joined, directed=False)[1])
+    assert any(not same_partition(a, b) for a, b in zip(flat, naive, strict=True))
+    assert all(same_partition(a, a.copy()) for a in flat)
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two labelings of the same nodes group them alike."""
+    pairs = set(zip(a.tolist(), b.tolist(), strict=True))
+    return len(pairs) == len(np.unique(a)) == len(np.unique(b))
