@@ -102,9 +102,11 @@ def test_a_training_job_killed_mid_chunk_resumes_from_the_last_checkpoint(demo):
     job = [sys.executable, "-c", TRAIN_JOB, str(root / "stage.json")]
     ckpt_dir = root / "killed"
     assert subprocess.run([*job, "3", str(ckpt_dir / "3.pt")]).returncode == 0
-    running = subprocess.Popen([*job, "200", str(ckpt_dir / "200.pt"), str(ckpt_dir / "3.pt")])
+    running = subprocess.Popen(
+        [*job, "200", str(ckpt_dir / "200.pt"), str(ckpt_dir / "3.pt")], start_new_session=True
+    )
     time.sleep(8)  # mid-chunk: imports done, some iterations trained
-    os.kill(running.pid, signal.SIGKILL)
+    os.killpg(running.pid, signal.SIGKILL)  # the job and its batch fetchers
     running.wait()
     assert sorted(p.name for p in ckpt_dir.iterdir() if p.suffix == ".pt") == ["3.pt"]
     # rerun: the chunk starts again from the last complete checkpoint
