@@ -17,9 +17,9 @@ from scipy.sparse.csgraph import connected_components
 
 from dacapo_core.config import FragmentOptions, WatershedConfig
 from dacapo_core.demo import cells, membranes
-from dacapo_core.segment import Graph, edges, fragments, merge_history
+from dacapo_core.segment import Graph, fragments, merge_history
 from dacapo_core.segment.agglomerate import MergeHistory, agglomerate
-from dacapo_core.segment.hierarchy import hierarchical_history
+from dacapo_core.segment.hierarchy import hierarchical_history, leaf_graphs
 
 BLOCK = 12  # voxels per block edge
 CHUNK = 2  # blocks per chunk edge: 72^3 voxels are 6^3 blocks, 3^3 chunks
@@ -41,29 +41,6 @@ def volume(seed: int, uint8: bool) -> tuple[np.ndarray, np.ndarray]:
     return affs, fragments(affs, FragmentOptions(seed_distance=1))  # several per cell
 
 
-def block_rows(frags: np.ndarray, affs: np.ndarray, start: tuple[int, ...]) -> Graph:
-    """A block's rows as the edge stage writes them: its fragments' sizes, and edges
-    with one voxel of context on the negative side (none before the volume starts)."""
-    inner = tuple(slice(s, s + BLOCK) for s in start)
-    read = tuple(slice(max(s - 1, 0), s + BLOCK) for s in start)
-    pad = [(int(s == 0), 0) for s in start]
-    f = np.pad(frags[read], pad)
-    a = np.pad(affs[(slice(None), *read)], [(0, 0), *pad])
-    pairs, stats = edges(f, a)
-    nodes, sizes = np.unique(frags[inner], return_counts=True)
-    keep = nodes > 0
-    return Graph(nodes[keep], sizes[keep], pairs, stats)
-
-
-def chunked(frags: np.ndarray, affs: np.ndarray) -> dict[tuple[int, ...], Graph]:
-    """Chunk grid index -> the rows its blocks wrote."""
-    blocks: dict[tuple[int, ...], list[Graph]] = {}
-    for start in itertools.product(*(range(0, s, BLOCK) for s in SHAPE)):
-        chunk = tuple(s // (BLOCK * CHUNK) for s in start)
-        blocks.setdefault(chunk, []).append(block_rows(frags, affs, start))
-    return {chunk: Graph.combine(parts) for chunk, parts in blocks.items()}
-
-
 def partitions(history: MergeHistory) -> list[np.ndarray]:
     return [history.lookup(t)[1] for t in THRESHOLDS]
 
@@ -71,7 +48,7 @@ def partitions(history: MergeHistory) -> list[np.ndarray]:
 @pytest.fixture(scope="module", params=[(0, False), (1, True), (2, False)], ids=str)
 def graph(request):
     affs, frags = volume(*request.param)
-    leaves = chunked(frags, affs)
+    leaves = leaf_graphs(frags, affs, (BLOCK,) * 3, (CHUNK,) * 3)
     assert len(leaves) == 27
     return frags, leaves, Graph.combine(list(leaves.values()))
 

@@ -18,24 +18,27 @@ residuals.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .agglomerate import MergeHistory, agglomerate
-from .graph import Graph
+from .graph import Graph, edges
 
 Chunk = tuple[int, ...]
 
 
 @dataclass(frozen=True)
 class Level:
-    """What one level of the octree did: chunks, merges committed, residual sizes."""
+    """What one level of the octree did: chunks, the most edges one chunk held (its
+    job's memory follows it), merges committed, and the residual passed up."""
 
     chunks: int
+    largest: int
     merges: int
     residual_nodes: int
     residual_edges: int
@@ -88,6 +91,7 @@ def hierarchical_history(
         levels.append(
             Level(
                 len(graphs),
+                max(len(g.edges) for g in graphs.values()),
                 committed,
                 sum(len(r.nodes) for rs in residuals.values() for r in rs),
                 sum(len(r.edges) for rs in residuals.values() for r in rs),
@@ -99,3 +103,32 @@ def hierarchical_history(
     merged, into, scores = (np.concatenate(part) for part in zip(*merges, strict=True))
     order = np.argsort(scores, kind="stable")
     return MergeHistory(nodes, merged[order], into[order], scores[order]), levels
+
+
+def block_rows(frags: np.ndarray, affs: np.ndarray, block: Sequence[int], start: Chunk) -> Graph:
+    """The rows the edge stage writes for the block at ``start`` (voxels), from whole
+    in-memory volumes: its fragments' sizes, and edges with one voxel of context on
+    the negative side (none before the volume starts)."""
+    inner = tuple(slice(s, s + b) for s, b in zip(start, block, strict=True))
+    read = tuple(slice(max(s - 1, 0), s + b) for s, b in zip(start, block, strict=True))
+    pad = [(int(s == 0), 0) for s in start]
+    pairs, stats = edges(
+        np.pad(frags[read], pad), np.pad(affs[(slice(None), *read)], [(0, 0), *pad])
+    )
+    nodes, sizes = np.unique(frags[inner], return_counts=True)
+    keep = nodes > 0
+    return Graph(nodes[keep], sizes[keep], pairs, stats)
+
+
+def leaf_graphs(
+    frags: np.ndarray, affs: np.ndarray, block: Sequence[int], chunk: Sequence[int]
+) -> dict[Chunk, Graph]:
+    """Chunk grid index -> the rows its blocks write; ``chunk`` in blocks per axis.
+    For tests and benchmarks: jobs write the same rows block by block."""
+    blocks: dict[Chunk, list[Graph]] = {}
+    for start in itertools.product(
+        *(range(0, s, b) for s, b in zip(frags.shape, block, strict=True))
+    ):
+        index = tuple(s // (b * c) for s, b, c in zip(start, block, chunk, strict=True))
+        blocks.setdefault(index, []).append(block_rows(frags, affs, block, start))
+    return {index: Graph.combine(parts) for index, parts in blocks.items()}
