@@ -10,7 +10,7 @@ from snakemake.utils import validate
 
 from dacapo_core import config as dconfig
 from dacapo_core import preflight, provenance
-from dacapo_core.arrays import open_array, read_json
+from dacapo_core.arrays import array_path, open_array, read_json
 from dacapo_core.layout import (
     BEST,
     BEST_PREDICTIONS,
@@ -115,7 +115,7 @@ def container(name: str) -> str:
 
 def array(name: str, role: str) -> str:
     ds = DATASETS[name]
-    return f"{ds.container}/{getattr(ds, role)}"
+    return array_path(ds.container, getattr(ds, role))
 
 
 def stage(model) -> dict:
