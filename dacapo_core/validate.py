@@ -19,7 +19,7 @@ from . import arrays
 from .config import CRITERIA
 from .evaluate import evaluate
 from .sections import per_section
-from .segment import Graph, fragment_dims, merge_history, relabel
+from .segment import fragment_dims, load_graph, merge_history, relabel
 from .stages import ScoreStage
 
 
@@ -28,7 +28,7 @@ def score(
 ) -> dict[str, Any]:
     """Score every parameter set; keep the segmentation that is best by the criterion."""
     t0 = time.perf_counter()
-    graph = Graph.load(graph_dir)
+    graph = load_graph(graph_dir)
     parameter_sets = stage.parameter_sets
     histories = {
         key: merge_history(graph, *key)

@@ -19,7 +19,13 @@ from dacapo_core.config import FragmentOptions, WatershedConfig
 from dacapo_core.demo import cells, membranes
 from dacapo_core.segment import Graph, fragments, merge_history
 from dacapo_core.segment.agglomerate import MergeHistory, agglomerate
-from dacapo_core.segment.hierarchy import hierarchical_history, leaf_graphs
+from dacapo_core.segment.hierarchy import (
+    hierarchical_history,
+    leaf_graphs,
+    leaf_lookups,
+    occurrences,
+    octree,
+)
 
 BLOCK = 12  # voxels per block edge
 CHUNK = 2  # blocks per chunk edge: 72^3 voxels are 6^3 blocks, 3^3 chunks
@@ -118,3 +124,19 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether two labelings of the same nodes group them alike."""
     pairs = set(zip(a.tolist(), b.tolist(), strict=True))
     return len(pairs) == len(np.unique(a)) == len(np.unique(b))
+
+
+@pytest.mark.parametrize("merge_function", ["mean", "hist_quant_75"])
+def test_leaf_lookup_tables_equal_the_whole_graph_lookup(graph, merge_function):
+    """Top-down from the root, each leaf's table of the fragments occurring in it
+    gives them the segment ids the whole-graph lookup gives, at every threshold."""
+    _, leaves, whole = graph
+    flat = merge_history(whole, merge_function, 300)
+    levels = octree(leaves, merge_function, 300, max(THRESHOLDS))
+    for t in THRESHOLDS:
+        nodes, segments = flat.lookup(t)
+        tables = leaf_lookups(levels, t)
+        assert set(tables) == set(leaves)
+        for chunk, (ids, labels) in tables.items():
+            assert np.array_equal(ids, occurrences(leaves[chunk]))
+            assert np.array_equal(labels, segments[np.searchsorted(nodes, ids)]), (t, chunk)

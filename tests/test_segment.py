@@ -189,16 +189,15 @@ def test_edges_of_blocks_add_up_to_the_edges_of_the_whole(tmp_path):
     frags = rng.integers(1, 4, (13, 6, 6)).astype(np.uint64)
     affs = rng.uniform(0, 1, (3, *frags.shape))
     for name, (begin, end) in {"lower": (0, 7), "upper": (6, 13)}.items():
-        part = edges_of(frags[begin:end], affs[:, begin:end])
-        np.savez(tmp_path / f"{name}.npz", **part)
-    blocks = Graph.load(tmp_path)
+        edges_of(frags[begin:end], affs[:, begin:end]).save_block(tmp_path / f"{name}.npz")
+    blocks = Graph.from_blocks(tmp_path)
     whole_edges, whole_stats = edges(frags, affs)
     assert np.array_equal(blocks.edges, whole_edges)
     assert np.allclose(blocks.stats, whole_stats)
 
 
-def edges_of(frags: np.ndarray, affs: np.ndarray) -> dict[str, np.ndarray]:
-    """One block's graph file: its first z slab is the context of the block below."""
+def edges_of(frags: np.ndarray, affs: np.ndarray) -> Graph:
+    """One block's rows: its first z slab is the context of the block below."""
     pairs, stats = edges(frags, affs)
     nodes, sizes = np.unique(frags[1:], return_counts=True)
-    return {"nodes": nodes, "sizes": sizes, "edges": pairs, "stats": stats}
+    return Graph(nodes, sizes, pairs, stats)

@@ -24,6 +24,7 @@ Affinities that connect only the trailing axes (a 2D network's prediction of a
 segment lies in one section, as the per-section labels it was trained on.
 """
 
+from . import shard
 from .agglomerate import MergeHistory, agglomerate, merge_history, scoring
 from .blockwise import (
     EdgeWorker,
@@ -33,6 +34,7 @@ from .blockwise import (
     fragment_dims,
     fragment_prediction,
     fragments_blockwise,
+    load_graph,
     relabel_blockwise,
     segment_blockwise,
     segment_fragments,
@@ -58,9 +60,11 @@ __all__ = [
     "fragments",
     "fragments_blockwise",
     "hierarchical_history",
+    "load_graph",
     "merge_history",
     "relabel",
     "relabel_blockwise",
     "scoring",
     "segment_blockwise",
+    "shard",
 ]

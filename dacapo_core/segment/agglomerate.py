@@ -27,7 +27,12 @@ class MergeHistory:
     scores: np.ndarray
 
     def lookup(self, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-        """(fragment ids, segment ids 1..n) after all merges below ``threshold``."""
+        """(fragment ids, segment ids) after all merges below ``threshold``.
+
+        A segment's id is its smallest fragment id (the name its region carries,
+        see ``_Regions``): the same whatever the chunking, so lookup tables of
+        chunks agree without a global renumbering.
+        """
         steps = int(np.searchsorted(np.maximum.accumulate(self.scores), threshold, "left"))
         parent = np.arange(len(self.nodes))
         src = np.searchsorted(self.nodes, self.merged[:steps])
@@ -38,11 +43,7 @@ class MergeHistory:
             if np.array_equal(grand, parent):
                 break
             parent = grand
-        # label each segment by its first fragment, whichever region survived merges
-        first = np.full(len(self.nodes), len(self.nodes))
-        np.minimum.at(first, parent, np.arange(len(self.nodes)))
-        _, segments = np.unique(first[parent], return_inverse=True)
-        return self.nodes, (segments + 1).astype(np.uint64)
+        return self.nodes, self.nodes[parent].astype(np.uint64)
 
 
 def scoring(merge_function: str) -> Callable[[np.ndarray], float]:
@@ -82,6 +83,10 @@ class _Regions:
     edge that comes before the merged one (its score is no lower, and where equal,
     its identity is one the merged edge already came before), so every chunk of a
     hierarchical run makes exactly the merges a whole-graph run makes.
+
+    Regions are stored under the key of the one of a merged pair with more edges
+    (cheap merges), but named by their smallest fragment id (``name``): merges,
+    residuals and segment ids use names, which do not depend on the chunking.
     """
 
     base: Callable[[np.ndarray], float]
@@ -89,6 +94,7 @@ class _Regions:
     size: dict[int, int]
     adjacency: dict[int, dict[int, tuple[np.ndarray, Ident]]]
     frozen: set[int]
+    name: dict[int, int] = field(default_factory=dict)
     done: set[int] = field(default_factory=set)
     merges: list[tuple[int, int, float]] = field(default_factory=list)
 
@@ -117,7 +123,9 @@ class _Regions:
             adjacency[v][n] = adjacency[n][v] = (row, ident)
         if was_small and self.size[v] >= self.min_size:  # all of v's edges lose priority
             changed = set(adjacency[v])
-        self.merges.append((u, v, score))
+        names = sorted((self.name.pop(u, u), self.name.get(v, v)))
+        self.name[v] = names[0]
+        self.merges.append((names[1], names[0], score))
         return [self.entry(v, n) for n in changed]
 
     def run(self, below: float) -> None:
@@ -181,17 +189,21 @@ def agglomerate(
 
 
 def _residual(regions: _Regions) -> Graph:
-    """The frozen regions with their sizes, and the edges between them."""
-    nodes = sorted(regions.frozen)
-    pairs = [(u, v) for u in nodes for v in regions.adjacency[u] if u < v and v in regions.frozen]
+    """The frozen regions with their sizes, and the edges between them, by name."""
+    frozen = regions.frozen
+    keys = sorted(frozen)
+    pairs = [(u, v) for u in keys for v in regions.adjacency[u] if u < v and v in frozen]
     edges = [regions.adjacency[u][v] for u, v in pairs]
-    return Graph(
-        np.array(nodes, np.uint64),
-        np.array([regions.size[n] for n in nodes], np.int64),
-        np.array(pairs, np.uint64).reshape(-1, 2),
+    name = np.array([regions.name.get(k, k) for k in keys], np.uint64)
+    named = np.searchsorted(keys, np.array(pairs, np.int64).reshape(-1, 2))
+    unsorted = Graph(
+        name,
+        np.array([regions.size[k] for k in keys], np.int64),
+        np.sort(name[named], axis=1),
         np.array([row for row, _ in edges], np.float64).reshape(-1, 2 + BINS),
         np.array([ident for _, ident in edges], np.uint64).reshape(-1, 2),
     )
+    return Graph.combine([unsorted])  # nodes and edges in order
 
 
 def merge_history(graph: Graph, merge_function: str = "mean", min_size: int = 0) -> MergeHistory:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from .. import arrays, blockwise, codec
 from ..config import FragmentOptions, block_shape_or_default
 from ..geometry import lift
 from ..stages import AgglomerateStage
+from . import shard
 from .agglomerate import MergeHistory, merge_history
 from .fragments import fragments
 from .graph import Graph, edges
@@ -78,11 +78,9 @@ class EdgeWorker(GraphWorker):
         affs = codec.read_affinities(self.affs_array, self.affs, read)
         pairs, stats = edges(frags, affs, self.dims)
         nodes, sizes = np.unique(frags[(slice(1, None),) * frags.ndim], return_counts=True)
-        name = Path(self.graph_dir) / ("_".join(map(str, self.index(block))) + ".npz")
-        tmp = name.with_suffix(f".{os.getpid()}.tmp.npz")
         inside = nodes > 0
-        np.savez(tmp, nodes=nodes[inside], sizes=sizes[inside], edges=pairs, stats=stats)
-        os.replace(tmp, name)
+        name = blocks_dir(self.graph_dir) / ("_".join(map(str, self.index(block))) + ".npz")
+        Graph(nodes[inside], sizes[inside], pairs, stats).save_block(name)
 
 
 @dataclass
@@ -147,7 +145,10 @@ def fragments_blockwise(
     arrays.prepare_array(
         frags_path, roi, vs, np.uint64, chunk_shape=block / vs, attrs=job, reuse=True
     )
-    Path(graph_dir).mkdir(parents=True, exist_ok=True)
+    stored = Path(graph_dir) / GRAPH_SHARD
+    if stored.exists():  # written after every block was done
+        return shard.read(stored)
+    blocks_dir(graph_dir).mkdir(parents=True, exist_ok=True)
     zero = Coordinate((0,) * vs.dims)
     for stage, worker_cls, context in (
         ("fragments", FragmentWorker, zero),
@@ -163,7 +164,25 @@ def fragments_blockwise(
             num_workers=num_workers,
             log_dir=log_dir,
         )
-    return Graph.load(graph_dir)
+    graph = Graph.from_blocks(blocks_dir(graph_dir))
+    shard.write(stored, graph, roi, vs, meta={"chunk": [0] * vs.dims, "level": 0}, replace=True)
+    shutil.rmtree(blocks_dir(graph_dir))
+    return graph
+
+
+#: the region graph of a whole volume, in its graph directory
+GRAPH_SHARD = "graph.sqlite"
+
+
+def blocks_dir(graph_dir: str | Path) -> Path:
+    """Where the edge stage's blocks write their rows: a job's resumable scratch,
+    removed once the job has stored them as one shard."""
+    return Path(graph_dir) / "blocks"
+
+
+def load_graph(graph_dir: str | Path) -> Graph:
+    """The region graph the fragments job stored."""
+    return shard.read(Path(graph_dir) / GRAPH_SHARD)
 
 
 def relabel_blockwise(
@@ -240,7 +259,7 @@ def segment_fragments(
 ) -> None:
     """Rule segment: agglomerate the region graph, then relabel the fragments chunk by
     chunk into a staged segmentation, published when every block is done."""
-    history = merge_history(Graph.load(graph_dir), stage.merge_function, stage.min_size)
+    history = merge_history(load_graph(graph_dir), stage.merge_function, stage.min_size)
     chunks = arrays.open_array(frags_path).data.chunksize
     staged = arrays.staging(out_path)
     relabel_blockwise(frags_path, staged, history, stage.threshold, chunks, num_workers, log_dir)

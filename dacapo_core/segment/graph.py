@@ -1,12 +1,13 @@
 """Stage 2: the region graph, edges between touching fragments with affinity statistics.
 
-Each block writes its edges; ``Graph.load`` merges them into the edges a
-whole-volume run would find.
+Each block writes its edges; ``Graph.from_blocks`` merges them into the edges a
+whole-volume run would find, which a job stores as one shard (``shard``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,14 +41,54 @@ class Graph:
     def identities(self) -> np.ndarray:
         return self.edges if self.idents is None else self.idents
 
+    def columns(self) -> dict[str, np.ndarray]:
+        """The compact form block files and shards store: an edge's affinity sum and
+        count, and only the nonzero bins of its histogram as (edge, bin, count) rows.
+        A block's edge has one bin (see ``edges``), so this is 4 numbers an edge
+        where ``stats`` has 2 + BINS."""
+        edge, bins = np.nonzero(self.stats[:, 2:])
+        columns = {
+            "nodes": self.nodes.astype(np.uint64),
+            "sizes": self.sizes.astype(np.int64),
+            "edges": self.edges.astype(np.uint64).reshape(-1, 2),
+            "sums": self.stats[:, 0],
+            "counts": self.stats[:, 1].astype(np.int64),
+            "bin_edges": edge.astype(np.int64),
+            "bins": bins.astype(np.uint8),
+            "bin_counts": self.stats[edge, 2 + bins].astype(np.int64),
+        }
+        if self.idents is not None:
+            columns["idents"] = self.idents.astype(np.uint64)
+        return columns
+
     @classmethod
-    def load(cls, graph_dir: str | Path) -> Graph:
-        parts = [np.load(p) for p in sorted(Path(graph_dir).glob("*.npz"))]
-        if not parts:
-            raise FileNotFoundError(f"{graph_dir}: no region graph blocks")
-        return cls.combine(
-            [cls(p["nodes"], p["sizes"], p["edges"].reshape(-1, 2), p["stats"]) for p in parts]
+    def from_columns(cls, columns: Mapping[str, np.ndarray]) -> Graph:
+        """The graph ``columns`` stored (missing ``idents``: a graph of fragments)."""
+        stats = np.zeros((len(columns["edges"]), 2 + BINS))
+        stats[:, 0], stats[:, 1] = columns["sums"], columns["counts"]
+        stats[columns["bin_edges"], 2 + columns["bins"].astype(np.int64)] = columns["bin_counts"]
+        idents = columns.get("idents")
+        return cls(
+            np.asarray(columns["nodes"], np.uint64),
+            np.asarray(columns["sizes"], np.int64),
+            np.asarray(columns["edges"], np.uint64).reshape(-1, 2),
+            stats,
+            None if idents is None else np.asarray(idents, np.uint64).reshape(-1, 2),
         )
+
+    def save_block(self, path: Path) -> None:
+        """One block's rows, as a job's resumable scratch (written whole, then renamed)."""
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, **self.columns())
+        os.replace(tmp, path)
+
+    @classmethod
+    def from_blocks(cls, blocks_dir: str | Path) -> Graph:
+        """The graph of all blocks a job wrote into ``blocks_dir``."""
+        parts = [cls.from_columns(np.load(p)) for p in sorted(Path(blocks_dir).glob("*.npz"))]
+        if not parts:
+            raise FileNotFoundError(f"{blocks_dir}: no region graph blocks")
+        return cls.combine(parts)
 
     @classmethod
     def combine(cls, parts: Sequence[Graph]) -> Graph:
@@ -67,7 +108,7 @@ class Graph:
         if any(p.idents is not None for p in parts):  # per edge, the largest of its rows'
             given = np.concatenate([p.identities() for p in parts]).reshape(-1, 2)
             order = np.lexsort((given[:, 1], given[:, 0], inverse))
-            last = np.flatnonzero(np.r_[inverse[order][1:] != inverse[order][:-1], True])
+            last = np.flatnonzero(np.diff(inverse[order], append=-1))  # each edge's last row
             idents = given[order[last]].astype(np.uint64)
         return cls(nodes, sizes.astype(np.int64), unique, stats, idents)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -29,8 +28,21 @@ import numpy as np
 
 from .agglomerate import MergeHistory, agglomerate
 from .graph import Graph, edges
+from .shard import Merges
 
 Chunk = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """What one chunk's job decided: the regions its inputs hold (``nodes``), the
+    merges it committed, and the residual it passes up; ``edges`` its graph held
+    (its job's memory follows them)."""
+
+    nodes: np.ndarray
+    merges: Merges
+    residual: Graph
+    edges: int
 
 
 @dataclass(frozen=True)
@@ -50,18 +62,96 @@ def occurrences(graph: Graph) -> np.ndarray:
     return np.unique(np.concatenate([graph.nodes, graph.edges.ravel()]))
 
 
-def frozen_regions(graphs: Mapping[Chunk, Graph]) -> dict[Chunk, frozenset[int]]:
-    """Per chunk, the regions that occur in another chunk as well (they touch its
-    outer faces: part of their voxels or edges lies beyond it)."""
-    seen = {chunk: occurrences(graph) for chunk, graph in graphs.items()}
-    counts = Counter(int(n) for ids in seen.values() for n in ids)
-    return {
-        chunk: frozenset(int(n) for n in ids if counts[int(n)] > 1) for chunk, ids in seen.items()
-    }
+def neighbours(chunk: Chunk) -> list[Chunk]:
+    """The 26 chunks (in 3D) around ``chunk``: a region of ``chunk`` that occurs in
+    another chunk occurs in one of these, because a fragment lies within a block
+    and the context of the block that made its seed (smaller than a chunk)."""
+    steps = itertools.product((-1, 0, 1), repeat=len(chunk))
+    return [tuple(c + o for c, o in zip(chunk, step, strict=True)) for step in steps if any(step)]
 
 
 def parent(chunk: Chunk) -> Chunk:
     return tuple(c // 2 for c in chunk)
+
+
+def chunk_step(
+    graph: Graph,
+    around: Sequence[np.ndarray],
+    merge_function: str = "mean",
+    min_size: int = 0,
+    below: float = math.inf,
+) -> ChunkResult:
+    """One chunk's job at any level, on what it can read: its own graph (a leaf's
+    rows, or its children's residuals combined) and the regions occurring in the
+    neighbouring chunks of its level (``around``). Those it shares touch its outer
+    faces and are frozen."""
+    nodes = occurrences(graph)
+    frozen = nodes[np.isin(nodes, np.concatenate([np.zeros(0, np.uint64), *around]))]
+    merged, into, scores, residual = agglomerate(
+        graph, merge_function, min_size, frozenset(frozen.tolist()), below
+    )
+    return ChunkResult(nodes, (merged, into, scores), residual, len(graph.edges))
+
+
+def octree(
+    leaves: Mapping[Chunk, Graph],
+    merge_function: str = "mean",
+    min_size: int = 0,
+    below: float = math.inf,
+) -> list[dict[Chunk, ChunkResult]]:
+    """Every chunk's result, level by level from the leaves (chunk grid index -> that
+    chunk's rows) to the root, each chunk reading only its own inputs and its
+    neighbours' regions."""
+    graphs = {chunk: Graph.combine([graph]) for chunk, graph in leaves.items()}
+    levels: list[dict[Chunk, ChunkResult]] = []
+    while True:
+        seen = {chunk: occurrences(graph) for chunk, graph in graphs.items()}
+        levels.append(
+            {
+                chunk: chunk_step(
+                    graph,
+                    [seen[n] for n in neighbours(chunk) if n in seen],
+                    merge_function,
+                    min_size,
+                    below,
+                )
+                for chunk, graph in graphs.items()
+            }
+        )
+        if len(graphs) == 1:
+            return levels
+        residuals: dict[Chunk, list[Graph]] = {}
+        for chunk, result in levels[-1].items():
+            residuals.setdefault(parent(chunk), []).append(result.residual)
+        graphs = {chunk: Graph.combine(parts) for chunk, parts in residuals.items()}
+
+
+def chunk_labels(
+    result: ChunkResult, threshold: float, above: tuple[np.ndarray, np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Segment ids of a chunk's regions at ``threshold``: each joins the region its
+    chunk's merges below ``threshold`` made of it; a region that went up takes the
+    id the parent chunk gave it (``above``: regions, ids), any other is done here
+    and named by its smallest fragment, as ``MergeHistory.lookup`` names it."""
+    nodes, labels = MergeHistory(result.nodes, *result.merges).lookup(threshold)
+    if above is not None:
+        up = np.isin(labels, result.residual.nodes)
+        labels[up] = above[1][np.searchsorted(above[0], labels[up])]
+    return nodes, labels
+
+
+def leaf_lookups(
+    levels: Sequence[Mapping[Chunk, ChunkResult]], threshold: float
+) -> dict[Chunk, tuple[np.ndarray, np.ndarray]]:
+    """Per leaf chunk, the lookup table of the fragments occurring in it (what its
+    relabel job reads), from the root down: each chunk needs only its parent's."""
+    above: dict[Chunk, tuple[np.ndarray, np.ndarray]] = {}
+    for level in reversed(levels):
+        above = {
+            chunk: chunk_labels(result, threshold, above.get(parent(chunk)))
+            for chunk, result in level.items()
+        }
+    return above
 
 
 def hierarchical_history(
@@ -70,40 +160,29 @@ def hierarchical_history(
     min_size: int = 0,
     below: float = math.inf,
 ) -> tuple[MergeHistory, list[Level]]:
-    """The merges of an octree agglomeration over ``leaves`` (chunk grid index ->
-    that chunk's rows), as a history whose lookup at any threshold up to ``below``
-    is the partition ``merge_history`` gives on the combined graph; and what each
-    level did (the residual it passed up)."""
-    graphs = {chunk: Graph.combine([graph]) for chunk, graph in leaves.items()}
-    nodes = np.unique(np.concatenate([occurrences(g) for g in graphs.values()]))
-    merges, levels = [], []
-    while True:
-        root = len(graphs) == 1
-        frozen = frozen_regions(graphs)
-        residuals: dict[Chunk, list[Graph]] = {}
-        committed = 0
-        for chunk, graph in graphs.items():
-            merged, into, scores, residual = agglomerate(
-                graph, merge_function, min_size, frozen[chunk], below
-            )
-            merges.append((merged, into, scores))
-            committed += len(merged)
-            residuals.setdefault(parent(chunk), []).append(residual)
-        levels.append(
-            Level(
-                len(graphs),
-                max(len(g.edges) for g in graphs.values()),
-                committed,
-                sum(len(r.nodes) for rs in residuals.values() for r in rs),
-                sum(len(r.edges) for rs in residuals.values() for r in rs),
-            )
-        )
-        if root:
-            break
-        graphs = {chunk: Graph.combine(parts) for chunk, parts in residuals.items()}
-    merged, into, scores = (np.concatenate(part) for part in zip(*merges, strict=True))
+    """The merges of an octree agglomeration over ``leaves``, as a history whose
+    lookup at any threshold up to ``below`` is the one ``merge_history`` gives on
+    the combined graph; and what each level did (the residual it passed up)."""
+    levels = octree(leaves, merge_function, min_size, below)
+    results = [result for level in levels for result in level.values()]
+    merged, into, scores = (
+        np.concatenate(part) for part in zip(*(r.merges for r in results), strict=True)
+    )
     order = np.argsort(scores, kind="stable")
-    return MergeHistory(nodes, merged[order], into[order], scores[order]), levels
+    nodes = np.unique(np.concatenate([r.nodes for r in levels[0].values()]))
+    history = MergeHistory(nodes, merged[order], into[order], scores[order])
+    return history, [_summary(level) for level in levels]
+
+
+def _summary(level: Mapping[Chunk, ChunkResult]) -> Level:
+    results = level.values()
+    return Level(
+        len(results),
+        max(r.edges for r in results),
+        sum(len(r.merges[0]) for r in results),
+        sum(len(r.residual.nodes) for r in results),
+        sum(len(r.residual.edges) for r in results),
+    )
 
 
 def block_rows(frags: np.ndarray, affs: np.ndarray, block: Sequence[int], start: Chunk) -> Graph:
