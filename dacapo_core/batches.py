@@ -1,7 +1,9 @@
 """Training batches: the gunpowder pipeline, and fetchers that prepare them ahead.
 
 Samples lie inside the GT ROI, the network's context comes from the real raw
-around it (padded only where raw ends). A 2D network on a 3D stack gets samples
+around it (padded only where raw ends). A class task's GT is the crop's class
+masks (``classes``); a distances task reads them ``clip`` beyond the sample,
+where they are padded as unlabelled beyond the crop. A 2D network on a 3D stack gets samples
 one section thick, and affinities within that section only. The randomness of
 batch ``i`` is seeded by (run seed, ``i``) through the request, so batch ``i`` is
 the same whether it is made in this process or by a fetcher process, in one
@@ -22,13 +24,14 @@ import numpy as np
 from funlib.geometry import Coordinate, Roi
 from funlib.persistence import Array
 
-from . import arrays
+from . import arrays, classes
 from .augment import node as augment_node
 from .checkpoint import intensity_scale
-from .config import DatasetConfig
+from .classes import AddClassTarget, class_masks
+from .config import AffinitiesTask, DatasetConfig, Task
 from .geometry import lift, output_shape
 from .stages import TrainStage
-from .task import BalanceAffinities, gunpowder_neighborhood
+from .task import BalanceWeights, gunpowder_neighborhood
 
 
 @dataclass(frozen=True)
@@ -51,22 +54,25 @@ def _mask_array(dataset: DatasetConfig, gt: Array) -> Array:
     return Array(ones, offset=gt.offset, voxel_size=gt.voxel_size)
 
 
-def _source(dataset: DatasetConfig, min_masked: float) -> gp.Pipeline:
-    """One training volume: raw (padded where it ends), gt, mask; a random location."""
+def _source(dataset: DatasetConfig, task: Task, min_masked: float) -> gp.Pipeline:
+    """One training volume: raw (padded where it ends), gt (a class task's: the class
+    masks), mask; a random location."""
     raw = arrays.open_array(arrays.array_path(dataset.container, dataset.raw))
     gt = arrays.open_array(arrays.array_path(dataset.container, dataset.gt))
     mask = _mask_array(dataset, gt)
-    return (
-        (
-            gp.ArraySource(KEYS.raw, raw, interpolatable=True),
-            gp.ArraySource(KEYS.gt, gt, interpolatable=False),
-            gp.ArraySource(KEYS.mask, mask, interpolatable=False),
-        )
-        + gp.MergeProvider()
-        + gp.Normalize(KEYS.raw, factor=intensity_scale(raw.dtype))
-        + gp.Pad(KEYS.raw, None)
-        + gp.RandomLocation(min_masked=min_masked, mask=KEYS.mask)
-    )
+    labels = gt if isinstance(task, AffinitiesTask) else class_masks(dataset, task)
+    pipeline = (
+        gp.ArraySource(KEYS.raw, raw, interpolatable=True),
+        gp.ArraySource(KEYS.gt, labels, interpolatable=False),
+        gp.ArraySource(KEYS.mask, mask, interpolatable=False),
+    ) + gp.MergeProvider()
+    pipeline += gp.Normalize(KEYS.raw, factor=intensity_scale(raw.dtype))
+    pipeline += gp.Pad(KEYS.raw, None)
+    if not isinstance(task, AffinitiesTask):
+        margin = classes.context(task, gt.voxel_size)
+        pipeline += gp.Pad(KEYS.gt, margin)
+        pipeline += gp.Pad(KEYS.mask, margin)
+    return pipeline + gp.RandomLocation(min_masked=min_masked, mask=KEYS.mask)
 
 
 def training_voxel_size(stage: TrainStage) -> Coordinate:
@@ -76,21 +82,26 @@ def training_voxel_size(stage: TrainStage) -> Coordinate:
 
 
 def build_pipeline(stage: TrainStage, voxel_size: Coordinate) -> gp.Pipeline:
-    """Sources -> random choice -> augmentations -> affinities + balanced weights."""
-    sources = tuple(_source(d, stage.trainer.min_masked) for d in stage.datasets.values())
+    """Sources -> random choice -> augmentations -> target + balanced weights."""
+    sources = tuple(
+        _source(d, stage.task, stage.trainer.min_masked) for d in stage.datasets.values()
+    )
     pipeline = sources + gp.RandomProvider(probabilities=stage.train_weights)
     network_dims = len(stage.architecture.input_shape)
     for augment in stage.trainer.augments:
         pipeline += augment_node(augment, KEYS.raw, voxel_size, network_dims)
-    pipeline += gp.AddAffinities(
-        gunpowder_neighborhood(stage.task, voxel_size.dims),
-        labels=KEYS.gt,
-        affinities=KEYS.target,
-        labels_mask=KEYS.mask,
-        affinities_mask=KEYS.target_mask,
-        dtype=np.float32,
-    )
-    pipeline += BalanceAffinities(KEYS.target, KEYS.target_mask, KEYS.weights)
+    if isinstance(stage.task, AffinitiesTask):
+        pipeline += gp.AddAffinities(
+            gunpowder_neighborhood(stage.task, voxel_size.dims),
+            labels=KEYS.gt,
+            affinities=KEYS.target,
+            labels_mask=KEYS.mask,
+            affinities_mask=KEYS.target_mask,
+            dtype=np.float32,
+        )
+    else:
+        pipeline += AddClassTarget(stage.task, KEYS.gt, KEYS.mask, KEYS.target, KEYS.target_mask)
+    pipeline += BalanceWeights(KEYS.target, KEYS.target_mask, KEYS.weights)
     pipeline += gp.Unsqueeze([KEYS.raw])
     pipeline += gp.Stack(stage.trainer.batch_size)
     return pipeline

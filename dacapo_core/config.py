@@ -11,14 +11,16 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -56,6 +58,11 @@ class DatasetConfig(Strict):
     raw: str = Field(description="raw intensities inside the container")
     gt: str | None = Field(None, description="instance labels (0 = background/boundary)")
     mask: str | None = Field(None, description="nonzero where gt is labelled")
+    classes: list[Name] | None = Field(
+        None,
+        description="class tasks: the classes annotated in this crop (default: all of a "
+        "run's classes); the others are unknown here, masked out of the loss",
+    )
 
 
 class DataSplit(Strict):
@@ -66,9 +73,14 @@ class DataSplit(Strict):
     )
 
 
+#: the network head's output function, one per task
+Activation = Literal["sigmoid", "tanh", "softmax"]
+
+
 class AffinitiesTask(Strict):
     """gt -> affinities for a neighbourhood of offsets (voxels), with balanced weights."""
 
+    activation: ClassVar[Activation] = "sigmoid"
     type: Literal["affinities"] = "affinities"
     neighborhood: list[list[int]] = Field(
         default=[[1, 0, 0], [0, 1, 0], [0, 0, 1], [3, 0, 0], [0, 3, 0], [0, 0, 3]],
@@ -86,6 +98,86 @@ class AffinitiesTask(Strict):
         if value[:dims] != units:
             raise ValueError(f"must start with the unit offsets {units} (used for fragments)")
         return value
+
+
+class ClassDefinition(Strict):
+    """Which voxels of a crop belong to a class: label ids of its ``gt``, ``all`` of
+    them (instance labels binarised), or the nonzero voxels of its own ``array``."""
+
+    labels: list[Annotated[int, Field(gt=0)]] | Literal["all"] | None = Field(
+        None, description="gt label ids grouped into the class, or all (every nonzero id)"
+    )
+    array: str | None = Field(
+        None, description="an array in each dataset's container, nonzero = the class"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ClassDefinition:
+        if (self.labels is None) == (self.array is None):
+            raise ValueError("give either labels or array")
+        return self
+
+
+class ClassTask(Strict):
+    """A semantic task: one output per class, named in ``classes``."""
+
+    classes: dict[Name, ClassDefinition] = Field(
+        min_length=1,
+        description="class name -> {labels: [ids]}, {labels: all} or {array: PATH}",
+    )
+
+
+class DistancesTask(ClassTask):
+    """Per class, the signed distance (world units, positive inside) to its boundary:
+    target = tanh(distance / scale), the distance clipped at ``clip``. A voxel whose
+    distance the crop cannot tell (a labelled boundary is not nearer than the crop's
+    edge, and the edge is nearer than ``clip``) is masked out of the loss. Classes may
+    overlap (e.g. an organelle and its membrane)."""
+
+    activation: ClassVar[Activation] = "tanh"
+    type: Literal["distances"]
+    scale: float = Field(50, gt=0, description="world units: target = tanh(distance / scale)")
+    clip: float = Field(150, gt=0, description="world units: distances beyond are clipped")
+
+
+class OneHotTask(ClassTask):
+    """Background + classes, one voxel one class: softmax head, cross-entropy loss. A
+    crop that leaves a class unannotated cannot tell its background from that class:
+    its voxels outside the annotated classes are masked out of the loss."""
+
+    activation: ClassVar[Activation] = "softmax"
+    type: Literal["one_hot"]
+
+    @field_validator("classes")
+    @classmethod
+    def _exclusive(cls, value: dict[str, ClassDefinition]) -> dict[str, ClassDefinition]:
+        grouped = [(name, d.labels) for name, d in value.items() if d.labels is not None]
+        for i, (name, labels) in enumerate(grouped):
+            for other, other_labels in grouped[:i]:
+                if "all" in (labels, other_labels) or set(labels) & set(other_labels):
+                    raise ValueError(
+                        f"'{name}' overlaps '{other}' (one_hot classes exclude each other)"
+                    )
+        return value
+
+
+def _task_type(value: Any) -> str:
+    """The task's ``type``; affinities where the config leaves it out."""
+    if isinstance(value, dict):
+        return value.get("type", "affinities")
+    return value.type
+
+
+#: the tasks' ``type`` values
+TASK_TYPES = ("affinities", "distances", "one_hot")
+
+
+Task = Annotated[
+    Annotated[AffinitiesTask, Tag("affinities")]
+    | Annotated[DistancesTask, Tag("distances")]
+    | Annotated[OneHotTask, Tag("one_hot")],
+    Discriminator(_task_type),
+]
 
 
 #: shape keys of a 2D run (2D ``neighborhood`` or ``input_shape``) that the config leaves out
@@ -284,7 +376,11 @@ class StartConfig(Strict):
 class RunConfig(Strict):
     repetitions: int = Field(1, ge=1)
     datasplit: DataSplit
-    task: AffinitiesTask = AffinitiesTask()
+    task: Task = Field(
+        AffinitiesTask(),
+        description="affinities (default), distances or one_hot (by its type); the network "
+        "head follows: sigmoid, tanh, softmax",
+    )
     architecture: UNetConfig = UNetConfig()
     trainer: TrainerConfig = TrainerConfig()
     train_until: int = Field(2000, gt=0)
@@ -316,7 +412,9 @@ class RunConfig(Strict):
         given = (first, parts["architecture"].get("input_shape"))
         if not any(isinstance(shape, sequence) and len(shape) == 2 for shape in given):
             return data
-        return {**data, **{key: {**DEFAULTS_2D[key], **part} for key, part in parts.items()}}
+        # a class task has no offsets: only its architecture gets 2D defaults
+        keys = [k for k in parts if k != "task" or _task_type(parts[k]) == "affinities"]
+        return {**data, **{key: {**DEFAULTS_2D[key], **parts[key]} for key in keys}}
 
     def iterations(self) -> list[int]:
         """Checkpoint iterations: every validation interval, and train_until itself."""
@@ -410,7 +508,11 @@ class ResolvedRun(BaseModel):
 
 def _format(error: ValidationError) -> str:
     first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    loc = first["loc"]
+    # a task's type appears in the location after "task" (the union's tag): not a key
+    tags = [i for i in range(1, len(loc)) if loc[i - 1] == "task" and loc[i] in TASK_TYPES]
+    kept = [p for i, p in enumerate(loc) if i not in tags]
+    where = ".".join(str(p) for p in kept if not str(p).startswith("function-"))
     if first["type"] == "extra_forbidden":
         return f"{where}: unknown key"
     if first["type"] == "missing":
@@ -456,8 +558,9 @@ def _check_references(cfg: ExperimentConfig) -> None:
         weights = split.train_weights
         if weights is not None and len(weights) != len(split.train):
             raise ConfigError(f"runs.{name}.datasplit.train_weights: one weight per dataset")
-        dims = len(run.task.neighborhood[0])
         arch = run.architecture
+        task = run.task
+        dims = len(task.neighborhood[0] if isinstance(task, AffinitiesTask) else arch.input_shape)
         for key in ("input_shape", "eval_shape_increase"):
             if len(getattr(arch, key)) != dims:
                 raise ConfigError(f"runs.{name}.architecture.{key}: needs {dims} entries")
@@ -480,6 +583,7 @@ def _check_references(cfg: ExperimentConfig) -> None:
                 if value is not None and len(value) != dims:
                     where = f"runs.{name}.trainer.augments[{i}].{key}"
                     raise ConfigError(f"{where}: needs {dims} entries")
+    _check_classes(cfg)
     _check_starts(cfg, runs)
     targets = set()
     for i, entry in enumerate(cfg.apply):
@@ -492,6 +596,34 @@ def _check_references(cfg: ExperimentConfig) -> None:
         targets.add((entry.run, entry.target))
         if entry.roi is not None and not re.fullmatch(r"\[[-0-9:, ]+\]", entry.roi):
             raise ConfigError(f"apply[{i}].roi: expected '[z0:z1,y0:y1,x0:x1]', got {entry.roi!r}")
+
+
+def _check_classes(cfg: ExperimentConfig) -> None:
+    """A dataset's ``classes`` are classes of the class runs that train or validate on it."""
+    defined: dict[str, set[str]] = {name: set() for name in cfg.datasets}
+    for run in cfg.runs.values():
+        if isinstance(run.task, ClassTask):
+            for ds in (*run.datasplit.train, *run.datasplit.validate_):
+                defined[ds] |= set(run.task.classes)
+    for name, dataset in cfg.datasets.items():
+        for i, cls in enumerate(dataset.classes or []):
+            if cls not in defined[name]:
+                known = ", ".join(sorted(defined[name])) or "none"
+                raise ConfigError(
+                    f"datasets.{name}.classes[{i}]: unknown class '{cls}' (classes of the "
+                    f"runs using it: {known})"
+                )
+
+
+def check_workflow_support(cfg: ExperimentConfig) -> None:
+    """The workflow validates, selects and applies affinities runs only, so far: a class
+    run stops the workflow before any job, not after its training."""
+    for name, run in cfg.runs.items():
+        if not isinstance(run.task, AffinitiesTask):
+            raise ConfigError(
+                f"runs.{name}.task: {run.task.type} runs train with dacapo_core.train.train "
+                "but the workflow cannot validate or apply them yet"
+            )
 
 
 def _check_starts(cfg: ExperimentConfig, runs: dict[str, ResolvedRun]) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from funlib.geometry import Coordinate
 
-from .config import AffinitiesTask, ConfigError, UNetConfig
+from .config import AffinitiesTask, ConfigError, OneHotTask, Task, UNetConfig
 
 
 class ShapeError(ConfigError):
@@ -56,6 +56,9 @@ def eval_input_shape(config: UNetConfig) -> Coordinate:
 INPUT_CHANNELS = 1
 
 
-def num_channels(task: AffinitiesTask) -> int:
-    """Output channels of the network: one affinity per offset."""
-    return len(task.neighborhood)
+def num_channels(task: Task) -> int:
+    """Output channels of the network: one affinity per offset, or one per class (and
+    one for background, one_hot)."""
+    if isinstance(task, AffinitiesTask):
+        return len(task.neighborhood)
+    return len(task.classes) + isinstance(task, OneHotTask)

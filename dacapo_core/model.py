@@ -13,7 +13,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .config import UNetConfig
+from .config import Activation, UNetConfig
+
+
+def activate(logits: torch.Tensor, activation: Activation) -> torch.Tensor:
+    """The head's output function on (N, C, ...) logits (softmax over channels)."""
+    if activation == "softmax":
+        return torch.softmax(logits, dim=1)
+    return torch.sigmoid(logits) if activation == "sigmoid" else torch.tanh(logits)
 
 
 def _conv_pass(dims: int, fin: int, fout: int, kernel: int) -> nn.Sequential:
@@ -30,11 +37,20 @@ def _center_crop(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
 
 
 class UNet(nn.Module):
-    """Encoder/decoder with skip connections; ``out_channels`` sigmoid outputs."""
+    """Encoder/decoder with skip connections; ``out_channels`` outputs through the
+    task's ``activation``. ``logits`` is the output before it, which a loss may need
+    (cross-entropy takes logits: stabler than the log of a softmax)."""
 
-    def __init__(self, config: UNetConfig, in_channels: int, out_channels: int) -> None:
+    def __init__(
+        self,
+        config: UNetConfig,
+        in_channels: int,
+        out_channels: int,
+        activation: Activation = "sigmoid",
+    ) -> None:
         super().__init__()
         self.config = config
+        self.activation = activation
         dims = len(config.input_shape)
         k = config.kernel_size
         fmaps = [config.fmaps * config.fmap_inc_factor**i for i in range(self.levels + 1)]
@@ -66,11 +82,15 @@ class UNet(nn.Module):
         return len(self.config.input_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, *spatial) -> (N, out_channels, *smaller spatial); a 2D network given a
-        stack (N, C, Z, Y, X) processes its Z sections as a batch of images."""
+        """(N, C, *spatial) -> (N, out_channels, *smaller spatial), activated."""
+        return activate(self.logits(x), self.activation)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The head's output before its activation; a 2D network given a stack
+        (N, C, Z, Y, X) processes its Z sections as a batch of images."""
         if x.dim() == self.dims + 3:
             n, _, z = x.shape[:3]
-            images = self.forward(x.transpose(1, 2).flatten(0, 1))
+            images = self.logits(x.transpose(1, 2).flatten(0, 1))
             return images.unflatten(0, (n, z)).transpose(1, 2)
         skips = []
         for down, pool in zip(self.down, self.pools, strict=True):
@@ -81,4 +101,4 @@ class UNet(nn.Module):
         for up, conv, skip in zip(self.ups, self.up_convs, reversed(skips), strict=True):
             x = up(x)
             x = conv(torch.cat([_center_crop(skip, x.shape[2:]), x], dim=1))
-        return torch.sigmoid(self.head(x))
+        return self.head(x)

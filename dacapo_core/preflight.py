@@ -20,7 +20,7 @@ from funlib.geometry import Coordinate, Roi
 from funlib.persistence import Array
 
 from . import arrays
-from .config import ApplyConfig, ConfigError, ExperimentConfig
+from .config import ApplyConfig, ClassTask, ConfigError, ExperimentConfig
 from .geometry import INPUT_CHANNELS, ShapeError, eval_input_shape, lift, output_shape
 
 #: raw volumes up to this many voxels are scanned whole for NaNs
@@ -173,6 +173,33 @@ def _check_run(cfg: ExperimentConfig, name: str, demo: set[str]) -> None:
             raise ConfigError(
                 f"datasets.{ds}.gt: ROI {arrays.format_roi(gt.roi)} extends beyond raw's "
                 f"{arrays.format_roi(raw.roi)}"
+            )
+    if isinstance(run.task, ClassTask):
+        for ds in [*run.datasplit.train, *run.datasplit.validate_]:
+            if ds not in demo:
+                _check_class_arrays(cfg, name, ds, run.task)
+
+
+def _check_class_arrays(cfg: ExperimentConfig, run: str, ds: str, task: ClassTask) -> None:
+    """A class defined by its own array has it in each crop that annotates the class,
+    on the voxels of the crop's gt."""
+    dataset = cfg.datasets[ds]
+    gt = _open(cfg, ds, "gt")
+    for name, definition in task.classes.items():
+        annotated = dataset.classes is None or name in dataset.classes
+        if definition.array is None or not annotated:
+            continue
+        path = arrays.array_path(dataset.container, definition.array)
+        where = f"runs.{run}.task.classes.{name}.array"
+        try:
+            array = arrays.open_array(path)
+        except arrays.DataError as e:
+            raise ConfigError(f"{where}: dataset '{ds}' lacks it ({e})") from None
+        if array.roi != gt.roi or array.voxel_size != gt.voxel_size:
+            raise ConfigError(
+                f"{where}: {path} covers {arrays.format_roi(array.roi)} at voxel size "
+                f"{tuple(array.voxel_size)}, not gt's {arrays.format_roi(gt.roi)} at "
+                f"{tuple(gt.voxel_size)} (dataset '{ds}')"
             )
 
 

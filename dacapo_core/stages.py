@@ -24,13 +24,13 @@ from pydantic import Field
 
 from . import arrays
 from .config import (
-    AffinitiesTask,
     ApplyConfig,
     DatasetConfig,
     ResolvedRun,
     RunConfig,
     StartConfig,
     Strict,
+    Task,
     TrainerConfig,
     UNetConfig,
 )
@@ -41,7 +41,7 @@ class TrainStage(Strict):
     the seed. Not the run's name, validation or post-processing."""
 
     seed: int
-    task: AffinitiesTask
+    task: Task
     architecture: UNetConfig
     trainer: TrainerConfig
     datasets: dict[str, DatasetConfig] = Field(description="training datasets, in datasplit order")

@@ -1,4 +1,5 @@
-"""The affinities task: what the network predicts, its target, weights and loss.
+"""The affinities task (what the network predicts, its target), the balanced weights
+every task uses, and each task's loss. The class tasks' targets are in ``classes``.
 
 Offsets in the config are positive (``[1, 0, 0]`` = the voxel one step back in
 z); channel ``c`` at voxel ``p`` is 1 iff ``p`` and ``p - offset[c]`` carry the
@@ -12,8 +13,9 @@ import gunpowder as gp
 import numpy as np
 import torch
 
-from .config import AffinitiesTask
+from .config import AffinitiesTask, OneHotTask, Task
 from .geometry import lift
+from .model import activate
 
 
 def gunpowder_neighborhood(task: AffinitiesTask, dims: int) -> list[list[int]]:
@@ -23,10 +25,11 @@ def gunpowder_neighborhood(task: AffinitiesTask, dims: int) -> list[list[int]]:
 
 
 def balanced_weights(target: np.ndarray, mask: np.ndarray, clip: float = 0.05) -> np.ndarray:
-    """Per channel, weigh affinities and boundaries equally (within the mask).
+    """Per channel, weigh positives (target > 0) and negatives equally (within the mask).
 
-    Boundaries are a few percent of all edges; without balancing, a network that
-    predicts "always connected" has a low loss and segments everything as one.
+    Boundaries are a few percent of all edges, a rare class a few percent of a crop;
+    without balancing, a network that predicts "always connected" (or "never this
+    class") has a low loss. ``clip`` bounds a rare side's weight (at 10x for 0.05).
     """
     weights = np.zeros(target.shape, dtype=np.float32)
     for c in range(target.shape[0]):
@@ -41,8 +44,8 @@ def balanced_weights(target: np.ndarray, mask: np.ndarray, clip: float = 0.05) -
     return weights
 
 
-class BalanceAffinities(gp.BatchFilter):
-    """Adds class-balanced weights per affinity channel (zero outside the mask)."""
+class BalanceWeights(gp.BatchFilter):
+    """Adds balanced weights per target channel (zero outside the target's mask)."""
 
     def __init__(self, target: gp.ArrayKey, mask: gp.ArrayKey, weights: gp.ArrayKey) -> None:
         self.target = target
@@ -70,6 +73,15 @@ class BalanceAffinities(gp.BatchFilter):
         return out
 
 
-def loss(prediction: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Weighted mean squared error, as in the MALA / lsd affinity pipelines."""
-    return (weights * (prediction - target) ** 2).mean()
+def loss(
+    task: Task, logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
+    """The network's loss from its head's ``logits``.
+
+    Affinities and distances: weighted mean squared error of the activated output,
+    as in the MALA / lsd pipelines and DaCapo. One-hot: cross-entropy, each voxel
+    weighted by its class's weight (the weight of its target channel).
+    """
+    if isinstance(task, OneHotTask):
+        return -(weights * target * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    return (weights * (activate(logits, task.activation) - target) ** 2).mean()

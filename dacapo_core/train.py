@@ -20,9 +20,9 @@ from tqdm import tqdm
 from . import arrays
 from .batches import KEYS, batches
 from .checkpoint import load_checkpoint, model_config, resolve_device, save_checkpoint
-from .config import TrainerConfig
+from .config import Task, TrainerConfig
 from .geometry import INPUT_CHANNELS, num_channels
-from .model import UNet
+from .model import UNet, activate
 from .stages import TrainStage
 from .task import loss
 
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def new_model(stage: TrainStage) -> UNet:
     torch.manual_seed(stage.seed)
-    return UNet(stage.architecture, INPUT_CHANNELS, num_channels(stage.task))
+    return UNet(stage.architecture, INPUT_CHANNELS, num_channels(stage.task), stage.task.activation)
 
 
 def new_optimizer(trainer: TrainerConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -81,18 +81,22 @@ def init_from(model: torch.nn.Module, checkpoint: str | Path) -> list[str]:
 
 
 def _step(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: gp.Batch, device: torch.device
+    model: UNet,
+    task: Task,
+    optimizer: torch.optim.Optimizer,
+    batch: gp.Batch,
+    device: torch.device,
 ) -> tuple[float, torch.Tensor]:
-    """One optimisation step on a batch: (loss, prediction)."""
+    """One optimisation step on a batch: (loss, the head's logits)."""
     raw, target, weights = (
         torch.from_numpy(batch[k].data).to(device) for k in (KEYS.raw, KEYS.target, KEYS.weights)
     )
     optimizer.zero_grad()
-    prediction = model(raw)
-    value = loss(prediction, target, weights)
+    logits = model.logits(raw)
+    value = loss(task, logits, target, weights)
     value.backward()
     optimizer.step()
-    return value.item(), prediction
+    return value.item(), logits
 
 
 def train(
@@ -137,7 +141,7 @@ def train(
     progress = tqdm(total=len(iterations), desc=f"train {name}", mininterval=5)
     t0 = time.perf_counter()
     for it, batch in batches(stage, iterations, trainer.num_data_fetchers):
-        value, prediction = _step(model, optimizer, batch, device)
+        value, logits = _step(model, stage.task, optimizer, batch, device)
         rate = scheduler.get_last_lr()[0]
         scheduler.step()
         now = time.perf_counter()
@@ -145,7 +149,7 @@ def train(
         t0 = now
         progress.update()
         if snapshot_dir is not None and it % trainer.snapshot_interval == 0:
-            pred = prediction.detach().cpu().numpy()
+            pred = activate(logits.detach(), model.activation).cpu().numpy()
             _write_snapshot(Path(snapshot_dir) / f"{it}.zarr", batch, pred)
     progress.close()
     save_checkpoint(

@@ -61,6 +61,7 @@ def load_experiment(raw: dict) -> dconfig.ExperimentConfig:
         except WorkflowError as e:
             raise dconfig.ConfigError(schema_error(e)) from None
         experiment = dconfig.parse(data)
+        dconfig.check_workflow_support(experiment)
         preflight.check(experiment)
     except dconfig.ConfigError as e:
         sys.exit(f"config error: {e}")
