@@ -10,6 +10,7 @@ import itertools
 
 import numpy as np
 import pytest
+from funlib.geometry import Coordinate, Roi
 from gunpowder.nodes.add_affinities import seg_to_affgraph
 from scipy import ndimage
 from scipy.sparse import coo_matrix
@@ -17,7 +18,7 @@ from scipy.sparse.csgraph import connected_components
 
 from dacapo_core.config import FragmentOptions, WatershedConfig
 from dacapo_core.demo import cells, membranes
-from dacapo_core.segment import Graph, fragments, merge_history
+from dacapo_core.segment import Graph, fragments, merge_history, shard
 from dacapo_core.segment.agglomerate import MergeHistory, agglomerate
 from dacapo_core.segment.hierarchy import (
     hierarchical_history,
@@ -26,6 +27,7 @@ from dacapo_core.segment.hierarchy import (
     occurrences,
     octree,
 )
+from dacapo_core.segment.octree import Octree, agglomerate_chunk, chunk_name, label_chunk
 
 BLOCK = 12  # voxels per block edge
 CHUNK = 2  # blocks per chunk edge: 72^3 voxels are 6^3 blocks, 3^3 chunks
@@ -140,3 +142,27 @@ def test_leaf_lookup_tables_equal_the_whole_graph_lookup(graph, merge_function):
         for chunk, (ids, labels) in tables.items():
             assert np.array_equal(ids, occurrences(leaves[chunk]))
             assert np.array_equal(labels, segments[np.searchsorted(nodes, ids)]), (t, chunk)
+
+
+def test_octree_jobs_on_shards_give_each_leaf_the_whole_graph_lookup(graph, tmp_path):
+    """The same, as jobs on files: leaf rows as shards, one job per chunk and level up
+    the tree, one label job per chunk down it; each leaf's table on disk is exact."""
+    _, leaves, whole = graph
+    roi, voxel = Roi((0, 0, 0), SHAPE), Coordinate(1, 1, 1)
+    (tmp_path / "rows").mkdir()
+    for chunk, rows in leaves.items():
+        shard.write(tmp_path / "rows" / f"{chunk_name(chunk)}.sqlite", rows, roi, voxel)
+    tree = Octree(tmp_path / "rows", tmp_path / "work", (3, 3, 3))
+    assert tree.grids() == [(3, 3, 3), (2, 2, 2), (1, 1, 1)]
+    threshold = 0.5
+    for level in range(3):
+        for chunk in tree.chunks(level):
+            agglomerate_chunk(tree, level, chunk, roi, voxel, "hist_quant_75", 300, threshold)
+    for level in reversed(range(3)):
+        for chunk in tree.chunks(level):
+            label_chunk(tree, level, chunk, threshold)
+    nodes, segments = merge_history(whole, "hist_quant_75", 300).lookup(threshold)
+    for chunk, rows in leaves.items():
+        table = np.load(tree.labels(0, chunk))
+        assert np.array_equal(table["nodes"], occurrences(rows))
+        assert np.array_equal(table["segments"], segments[np.searchsorted(nodes, table["nodes"])])

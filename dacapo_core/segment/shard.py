@@ -163,6 +163,19 @@ def _row_index(sorted_pairs: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     return np.searchsorted(keys, wanted)
 
 
+def occurrences(path: str | Path) -> np.ndarray:
+    """Every region a shard mentions (its nodes and edge ends), without reading the
+    rest: what a neighbouring chunk's job needs to know what it shares."""
+    con = _open(path)
+    try:
+        rows = con.execute(
+            "SELECT id FROM nodes UNION SELECT u FROM edges UNION SELECT v FROM edges"
+        )
+        return np.array(sorted(r[0] for r in rows), np.uint64)
+    finally:
+        con.close()
+
+
 def read_merges(path: str | Path) -> Merges:
     """The merges a shard records, in the order they were made."""
     con = _open(path)
