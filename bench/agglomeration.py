@@ -41,10 +41,12 @@ from dacapo_core.demo import cells, membranes
 from dacapo_core.segment import Graph, fragments, merge_history, shard
 from dacapo_core.segment.hierarchy import leaf_graphs
 from dacapo_core.segment.octree import Octree, agglomerate_chunk, chunk_name, label_chunk
+from dacapo_core.stages import AgglomerateStage
 
 BLOCK, CHUNK = 32, 2
-#: the segmentation's threshold: merges at or above it are not needed (``below``)
-THRESHOLD = 0.5
+#: the segmentation's parameters: merges at or above its threshold are not needed
+STAGE = AgglomerateStage(merge_function="mean", min_size=0, threshold=0.5)
+THRESHOLD = STAGE.threshold
 
 
 def leaves(edge: int) -> dict[tuple[int, ...], Graph]:
@@ -83,8 +85,8 @@ def octree_jobs(tree: Octree, roi: Roi, traced: bool) -> list[dict[str, float]]:
     for level in range(len(tree.grids())):
         costs, residual = [], [0, 0]
         for chunk in tree.chunks(level):
-            task = partial(agglomerate_chunk, tree, level, chunk, roi, Coordinate(1, 1, 1))
-            result, cost = job(partial(task, below=THRESHOLD), traced)
+            task = partial(agglomerate_chunk, tree, level, chunk, roi, Coordinate(1, 1, 1), STAGE)
+            result, cost = job(task, traced)
             costs.append(cost)
             residual[0] += len(result.residual.nodes)
             residual[1] += len(result.residual.edges)

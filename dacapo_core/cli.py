@@ -45,6 +45,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         Coordinate(args.block_shape) if args.block_shape else None,
         args.device,
         dtype=args.dtype,
+        superblock_shape=args.superblock_shape,
     )
 
 
@@ -61,7 +62,8 @@ def cmd_segment(args: argparse.Namespace) -> None:
         _roi(args.roi),
         args.block_shape,
         args.workers,
-        options=FragmentOptions(method=args.fragments),
+        options=FragmentOptions(method=args.fragments, seed_distance=args.seed_distance),
+        superblock_shape=args.superblock_shape,
     )
 
 
@@ -193,6 +195,13 @@ def parser() -> argparse.ArgumentParser:
     blockwise.add_argument("--roi", help='world units, "[z0:z1,y0:y1,x0:x1]"')
     blockwise.add_argument("--workers", type=int, default=2)
     blockwise.add_argument("--block-shape", type=int, nargs="+", metavar="N")
+    blockwise.add_argument(
+        "--superblock-shape",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="voxels, whole blocks: one superblock after the other, memory bounded by one",
+    )
 
     s = sub.add_parser("predict", parents=[blockwise], help="blockwise prediction")
     s.add_argument("--checkpoint", required=True)
@@ -211,6 +220,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--merge-function", default="mean", help="mean or hist_quant_Q")
     s.add_argument("--min-size", type=int, default=0, help="merge smaller fragments (voxels) first")
     s.add_argument("--fragments", default="seeded", choices=["seeded", "waterz"])
+    s.add_argument(
+        "--seed-distance", type=int, default=3, help="seeded: minimal seed spacing (voxels)"
+    )
     s.set_defaults(func=cmd_segment)
 
     s = sub.add_parser("evaluate", help="VOI / adapted Rand scores as JSON")

@@ -13,12 +13,14 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import daisy
 import numpy as np
 import torch
+import zarr
 from funlib.geometry import Coordinate, Roi
 from funlib.persistence import Array
 
@@ -28,6 +30,7 @@ from .config import AffinitiesTask, UNetConfig
 from .geometry import INPUT_CHANNELS, eval_input_shape, lift, num_channels, output_shape
 from .model import UNet
 from .stages import PredictStage
+from .superblocks import Superblocks
 
 log = logging.getLogger(__name__)
 
@@ -166,24 +169,17 @@ def target_roi(raw: Array, roi: Roi | None) -> Roi:
     return snapped
 
 
-def predict_blockwise(
+def prepare_prediction(
     checkpoint: str | Path,
     raw_path: str,
     out_path: str,
     roi: Roi | None = None,
-    num_workers: int = 2,
     block_shape: Coordinate | None = None,
-    device: str = "auto",
-    log_dir: str | Path | None = None,
     dtype: str = "float32",
-) -> Array:
-    """Predict ``roi`` of ``raw_path`` into ``out_path``: affinities as float32, or as
-    uint8 (a quarter of the disk). The array's attributes hold the scale and the
-    network's neighbourhood (which axes the affinities connect).
-
-    The array is written under a staged name and renamed once every block is
-    done; rerun after a kill, only the unfinished blocks are predicted.
-    """
+) -> tuple[Roi, Coordinate]:
+    """Create the staged prediction array of ``roi`` (whole blocks of ``block_shape``
+    voxels, default one network window each), or keep one a killed job left with
+    the same attributes; returns the ROI and the block (world units)."""
     raw = arrays.open_array(raw_path)
     vs = raw.voxel_size
     predictor = Predictor.load(checkpoint, vs.dims, "cpu")
@@ -191,9 +187,6 @@ def predict_blockwise(
     if block_shape is None:  # one window per block: a whole number of grid steps
         block_shape = predictor.window(roi.shape / vs) // predictor.step * predictor.step
     block = Coordinate(block_shape) * vs
-    context = predictor.context(vs)
-    threads = max(1, len(os.sched_getaffinity(0)) // num_workers)  # the job's cores (SLURM)
-    staged = arrays.staging(out_path)
     job = {
         "checkpoint": str(checkpoint),
         "checkpoint_version": arrays.fingerprint(checkpoint),
@@ -205,7 +198,7 @@ def predict_blockwise(
         "neighborhood": predictor.task.neighborhood,
     }
     arrays.prepare_array(
-        staged,
+        arrays.staging(out_path),
         roi,
         vs,
         np.dtype(dtype),
@@ -214,16 +207,67 @@ def predict_blockwise(
         attrs=job,
         reuse=True,
     )
+    return roi, block
+
+
+def predict_part(
+    checkpoint: str | Path,
+    out_path: str,
+    part: Roi,
+    stage: str = "predict",
+    num_workers: int = 2,
+    device: str = "auto",
+    log_dir: str | Path | None = None,
+) -> None:
+    """Predict the blocks of ``part`` (a superblock, or the whole ROI) into the
+    staged array ``prepare_prediction`` made; ``stage`` names its block tracking,
+    so that a killed job, rerun, predicts only the blocks it had not finished."""
+    staged = arrays.staging(out_path)
+    attrs = zarr.open(staged, mode="r").attrs
+    raw_path = attrs["raw"]
+    vs = arrays.open_array(raw_path).voxel_size
+    context = Predictor.load(checkpoint, vs.dims, "cpu").context(vs)
+    block = Coordinate(attrs["block"])
+    threads = max(1, len(os.sched_getaffinity(0)) // num_workers)  # the job's cores (SLURM)
     blockwise.run(
-        "predict",
+        stage,
         staged,
-        total_roi=roi.grow(context, context),
+        total_roi=part.grow(context, context),
         read_roi=Roi((0,) * vs.dims, block).grow(context, context),
         write_roi=Roi((0,) * vs.dims, block),
         worker=PredictWorker(str(checkpoint), raw_path, staged, device, threads),
         num_workers=num_workers,
         log_dir=log_dir,
     )
+
+
+def predict_blockwise(
+    checkpoint: str | Path,
+    raw_path: str,
+    out_path: str,
+    roi: Roi | None = None,
+    num_workers: int = 2,
+    block_shape: Coordinate | None = None,
+    device: str = "auto",
+    log_dir: str | Path | None = None,
+    dtype: str = "float32",
+    superblock_shape: Sequence[int] | None = None,
+) -> Array:
+    """Predict ``roi`` of ``raw_path`` into ``out_path``: affinities as float32, or as
+    uint8 (a quarter of the disk). The array's attributes hold the scale and the
+    network's neighbourhood (which axes the affinities connect).
+
+    The array is written under a staged name and renamed once every block is
+    done; rerun after a kill, only the unfinished blocks are predicted. With
+    ``superblock_shape`` (voxels, whole blocks), superblock after superblock.
+    """
+    roi, block = prepare_prediction(checkpoint, raw_path, out_path, roi, block_shape, dtype)
+    vs = arrays.open_array(raw_path).voxel_size
+    plan = Superblocks.plan(roi, vs, block / vs, superblock_shape)
+    for index in plan.indices():
+        stage = "predict" if len(plan) == 1 else f"predict-{plan.name(index)}"
+        part = plan.roi_of(index)
+        predict_part(checkpoint, out_path, part, stage, num_workers, device, log_dir)
     blockwise.publish(out_path)
     return arrays.open_array(out_path)
 

@@ -28,6 +28,7 @@ from dacapo_core.segment.hierarchy import (
     octree,
 )
 from dacapo_core.segment.octree import Octree, agglomerate_chunk, chunk_name, label_chunk
+from dacapo_core.stages import AgglomerateStage
 
 BLOCK = 12  # voxels per block edge
 CHUNK = 2  # blocks per chunk edge: 72^3 voxels are 6^3 blocks, 3^3 chunks
@@ -154,14 +155,12 @@ def test_octree_jobs_on_shards_give_each_leaf_the_whole_graph_lookup(graph, tmp_
         shard.write(tmp_path / "rows" / f"{chunk_name(chunk)}.sqlite", rows, roi, voxel)
     tree = Octree(tmp_path / "rows", tmp_path / "work", (3, 3, 3))
     assert tree.grids() == [(3, 3, 3), (2, 2, 2), (1, 1, 1)]
-    threshold = 0.5
-    for level in range(3):
-        for chunk in tree.chunks(level):
-            agglomerate_chunk(tree, level, chunk, roi, voxel, "hist_quant_75", 300, threshold)
-    for level in reversed(range(3)):
-        for chunk in tree.chunks(level):
-            label_chunk(tree, level, chunk, threshold)
-    nodes, segments = merge_history(whole, "hist_quant_75", 300).lookup(threshold)
+    stage = AgglomerateStage(merge_function="hist_quant_75", min_size=300, threshold=0.5)
+    for level, chunk in tree.upwards():
+        agglomerate_chunk(tree, level, chunk, roi, voxel, stage)
+    for level, chunk in reversed(tree.upwards()):
+        label_chunk(tree, level, chunk, stage.threshold)
+    nodes, segments = merge_history(whole, "hist_quant_75", 300).lookup(stage.threshold)
     for chunk, rows in leaves.items():
         table = np.load(tree.labels(0, chunk))
         assert np.array_equal(table["nodes"], occurrences(rows))

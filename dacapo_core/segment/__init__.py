@@ -8,12 +8,17 @@ daisy blocks of zarr arrays.
    context, ids unique across blocks.
 2. ``EdgeWorker``: region-graph edges per block, reading one voxel of context on
    the negative faces, so that edges across block faces exist. Each block writes
-   one ``.npz`` file (fragment ids and sizes, edges with affinity statistics).
-3. ``merge_history``: hierarchical agglomeration of the whole graph (mean or a
-   quantile of affinities, small fragments first), recorded once; any threshold
-   is then a prefix of the history. ``hierarchical_history`` makes the same
-   merges chunk by chunk over an octree, no process holding the whole graph.
+   its rows as scratch; each superblock's rows are stored as one SQLite shard
+   (``shard``, docs/graph.md).
+3. Agglomeration (mean or a quantile of affinities, small fragments first):
+   ``merge_history`` records the whole graph's merges once, so that any threshold
+   is a prefix of it (the validation sweep); ``hierarchy`` / ``octree`` make the
+   same merges chunk by chunk over the superblocks' octree, no job holding the
+   whole graph, and give each superblock the lookup table of its fragments.
 4. ``RelabelWorker``: fragments -> segments through a lookup table, per block.
+
+A volume is cut into superblocks (``dacapo_core.superblocks``), one job each on
+a cluster; by default it is one superblock.
 
 Because agglomeration is decided once for the whole graph, an object that
 crosses block faces gets one label, and sweeping thresholds costs one lookup
@@ -35,7 +40,7 @@ from .blockwise import (
     fragment_prediction,
     fragments_blockwise,
     load_graph,
-    relabel_blockwise,
+    relabel_part,
     segment_blockwise,
     segment_fragments,
 )
@@ -63,7 +68,7 @@ __all__ = [
     "load_graph",
     "merge_history",
     "relabel",
-    "relabel_blockwise",
+    "relabel_part",
     "scoring",
     "segment_blockwise",
     "shard",

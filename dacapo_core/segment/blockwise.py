@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,10 +17,11 @@ from .. import arrays, blockwise, codec
 from ..config import FragmentOptions, block_shape_or_default
 from ..geometry import lift
 from ..stages import AgglomerateStage
+from ..superblocks import Superblocks
 from . import shard
-from .agglomerate import MergeHistory, merge_history
 from .fragments import fragments
 from .graph import Graph, edges
+from .octree import Octree, agglomerate_chunk, label_chunk
 from .relabel import relabel
 
 
@@ -32,7 +32,7 @@ class GraphWorker(blockwise.BlockWorker):
     affs: str
     frags: str
     graph_dir: str
-    total: Roi
+    plan: Superblocks
     block: Coordinate
     options: FragmentOptions
 
@@ -42,7 +42,7 @@ class GraphWorker(blockwise.BlockWorker):
         self.dims = arrays.affinity_dims(self.affs)
 
     def index(self, block: daisy.Block) -> tuple[int, ...]:
-        return tuple((block.write_roi.begin - self.total.begin) / self.block)
+        return tuple((block.write_roi.begin - self.plan.roi.begin) / self.block)
 
 
 class FragmentWorker(GraphWorker):
@@ -79,25 +79,38 @@ class EdgeWorker(GraphWorker):
         pairs, stats = edges(frags, affs, self.dims)
         nodes, sizes = np.unique(frags[(slice(1, None),) * frags.ndim], return_counts=True)
         inside = nodes > 0
-        name = blocks_dir(self.graph_dir) / ("_".join(map(str, self.index(block))) + ".npz")
+        superblock = self.plan.name(self.plan.index_of(block.write_roi.begin))
+        rows = blocks_dir(self.graph_dir, superblock)
+        rows.mkdir(parents=True, exist_ok=True)
+        name = rows / ("_".join(map(str, self.index(block))) + ".npz")
         Graph(nodes[inside], sizes[inside], pairs, stats).save_block(name)
 
 
 @dataclass
 class RelabelWorker(blockwise.BlockWorker):
+    """Fragments -> segments, each block through the lookup table of its superblock
+    (the fragments occurring in it; tables are read as blocks need them)."""
+
     frags: str
     out: str
-    lookup: str
+    plan: Superblocks
+    tables: Octree
 
     def setup(self) -> None:
         self.frags_array = arrays.open_array(self.frags)
         self.out_array = arrays.open_array(self.out, mode="r+")
-        table = np.load(self.lookup)
-        self.nodes, self.segments = table["nodes"], table["segments"]
+        self.table: tuple[tuple[int, ...], np.ndarray, np.ndarray] | None = None
+
+    def lookup(self, index: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        if self.table is None or self.table[0] != index:
+            table = np.load(self.tables.labels(0, index))
+            self.table = (index, table["nodes"], table["segments"])
+        return self.table[1], self.table[2]
 
     def process(self, block: daisy.Block) -> None:
         data = self.frags_array.to_ndarray(block.write_roi)
-        self.out_array[block.write_roi] = relabel(data, self.nodes, self.segments)
+        table = self.lookup(self.plan.index_of(block.write_roi.begin))
+        self.out_array[block.write_roi] = relabel(data, *table)
 
 
 def _grid(
@@ -111,6 +124,152 @@ def _grid(
     return roi, Coordinate(block_shape_or_default(block_shape, vs.dims)) * vs
 
 
+def rows_dir(graph_dir: str | Path) -> Path:
+    """The region graph's leaf shards, one per superblock (``rows/{z}_{y}_{x}.sqlite``)."""
+    return Path(graph_dir) / "rows"
+
+
+def blocks_dir(graph_dir: str | Path, name: str) -> Path:
+    """Where the edge stage's blocks of superblock ``name`` write their rows: its job's
+    resumable scratch, removed once the job has stored them as the superblock's shard."""
+    return Path(graph_dir) / "blocks" / name
+
+
+def load_graph(graph_dir: str | Path) -> Graph:
+    """The whole region graph the fragments jobs stored (validation volumes: small)."""
+    shards = sorted(rows_dir(graph_dir).glob("*.sqlite"))
+    if not shards:
+        raise FileNotFoundError(f"{graph_dir}: no region graph shards")
+    return Graph.combine([shard.read(p) for p in shards])
+
+
+def prepare_fragments(
+    affs_path: str,
+    frags_path: str,
+    graph_dir: str | Path,
+    roi: Roi | None = None,
+    block_shape: Sequence[int] | None = None,
+    options: FragmentOptions | None = None,
+    superblock_shape: Sequence[int] | None = None,
+) -> Superblocks:
+    """Create the (staged) fragments array, or keep the one a killed run left on the
+    same affinities with the same geometry and options (with its graph); anything
+    else starts afresh. Returns the superblocks (``superblock_shape`` voxels, whole
+    blocks; default one) whose shards the graph will have."""
+    options = options or FragmentOptions()
+    if options.method == "waterz" and arrays.affinity_dims(affs_path) != 3:
+        raise arrays.DataError(f"{affs_path}: waterz fragments need 3D affinities (use seeded)")
+    affs = arrays.open_array(affs_path)
+    roi, block = _grid(affs, affs_path, roi, block_shape)
+    vs = affs.voxel_size
+    plan = Superblocks.plan(roi, vs, block / vs, superblock_shape)
+    job = {
+        "affinities": affs_path,
+        "affinities_version": arrays.fingerprint(affs_path),
+        "roi": arrays.format_roi(roi),
+        "block": list(block),
+        "superblock": list(plan.shape),
+        "fragments": options.model_dump(mode="json"),
+        "affinity_dims": arrays.affinity_dims(affs_path),
+    }
+    if not arrays.same_attrs(frags_path, job):
+        shutil.rmtree(graph_dir, ignore_errors=True)
+    arrays.prepare_array(
+        frags_path, roi, vs, np.uint64, chunk_shape=block / vs, attrs=job, reuse=True
+    )
+    return plan
+
+
+def fragments_plan(frags_path: str | Path) -> Superblocks:
+    """The superblocks ``prepare_fragments`` recorded in the fragments array."""
+    attrs = zarr.open(str(frags_path), mode="r").attrs
+    return Superblocks(arrays.parse_roi(attrs["roi"]), Coordinate(attrs["superblock"]))
+
+
+def _graph_worker(
+    cls: type[GraphWorker], affs_path: str, frags_path: str, graph_dir: str | Path
+) -> GraphWorker:
+    """A fragment or edge worker with the geometry and options ``prepare_fragments``
+    recorded in the fragments array."""
+    attrs = zarr.open(str(frags_path), mode="r").attrs
+    return cls(
+        affs_path,
+        frags_path,
+        str(graph_dir),
+        fragments_plan(frags_path),
+        Coordinate(attrs["block"]),
+        FragmentOptions.model_validate(attrs["fragments"]),
+    )
+
+
+def _stored(graph_dir: str | Path, plan: Superblocks, part: Roi) -> list[Path]:
+    return [rows_dir(graph_dir) / f"{plan.name(i)}.sqlite" for i in plan.within(part)]
+
+
+def fragments_part(
+    affs_path: str,
+    frags_path: str,
+    graph_dir: str | Path,
+    part: Roi,
+    stage: str = "fragments",
+    num_workers: int = 2,
+    log_dir: str | Path | None = None,
+) -> None:
+    """Stage 1 on ``part`` (whole superblocks: one, or the volume): its blocks'
+    fragments, read with context from the affinities around it. ``stage`` names
+    its block tracking."""
+    worker = _graph_worker(FragmentWorker, affs_path, frags_path, graph_dir)
+    if all(p.exists() for p in _stored(graph_dir, worker.plan, part)):
+        return  # their edges are stored: their fragments were done
+    zero = Coordinate((0,) * part.dims)
+    blockwise.run(
+        stage,
+        frags_path,
+        total_roi=part,
+        read_roi=Roi(zero, worker.block),
+        write_roi=Roi(zero, worker.block),
+        worker=worker,
+        num_workers=num_workers,
+        log_dir=log_dir,
+    )
+
+
+def edges_part(
+    affs_path: str,
+    frags_path: str,
+    graph_dir: str | Path,
+    part: Roi,
+    stage: str = "edges",
+    num_workers: int = 2,
+    log_dir: str | Path | None = None,
+) -> None:
+    """Stage 2 on ``part``: its blocks' edges (reading one voxel of the fragments
+    behind it, so the superblocks behind must have theirs), then each of its
+    superblocks' rows stored as one shard, and the blocks' scratch removed."""
+    worker = _graph_worker(EdgeWorker, affs_path, frags_path, graph_dir)
+    plan = worker.plan
+    if all(p.exists() for p in _stored(graph_dir, plan, part)):
+        return
+    vs = arrays.open_array(frags_path).voxel_size
+    zero = Coordinate((0,) * vs.dims)
+    blockwise.run(
+        stage,
+        frags_path,
+        total_roi=part.grow(vs, zero),
+        read_roi=Roi(zero, worker.block).grow(vs, zero),
+        write_roi=Roi(zero, worker.block),
+        worker=worker,
+        num_workers=num_workers,
+        log_dir=log_dir,
+    )
+    for index, stored in zip(plan.within(part), _stored(graph_dir, plan, part), strict=True):
+        blocks = blocks_dir(graph_dir, plan.name(index))
+        meta = {"superblock": list(index), "part": arrays.format_roi(plan.roi_of(index))}
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        shard.write(stored, Graph.from_blocks(blocks), plan.roi, vs, meta=meta, replace=True)
+        shutil.rmtree(blocks)
+
+
 def fragments_blockwise(
     affs_path: str,
     frags_path: str,
@@ -120,133 +279,65 @@ def fragments_blockwise(
     num_workers: int = 2,
     log_dir: str | Path | None = None,
     options: FragmentOptions | None = None,
-) -> Graph:
-    """Stages 1 and 2: fragments into ``frags_path``, region graph into ``graph_dir``.
+    superblock_shape: Sequence[int] | None = None,
+) -> Superblocks:
+    """Stages 1 and 2 on the whole volume: fragments into ``frags_path``, region graph
+    into ``graph_dir``, one shard per superblock (default: one).
 
     Fragments and graph left by a killed run on the same affinities with the
     same geometry and options are resumed; anything else starts afresh.
     """
-    options = options or FragmentOptions()
-    if options.method == "waterz" and arrays.affinity_dims(affs_path) != 3:
-        raise arrays.DataError(f"{affs_path}: waterz fragments need 3D affinities (use seeded)")
-    affs = arrays.open_array(affs_path)
-    roi, block = _grid(affs, affs_path, roi, block_shape)
-    vs = affs.voxel_size
-    job = {
-        "affinities": affs_path,
-        "affinities_version": arrays.fingerprint(affs_path),
-        "roi": arrays.format_roi(roi),
-        "block": list(block),
-        "fragments": options.model_dump(mode="json"),
-        "affinity_dims": arrays.affinity_dims(affs_path),
-    }
-    if not arrays.same_attrs(frags_path, job):
-        shutil.rmtree(graph_dir, ignore_errors=True)
-    arrays.prepare_array(
-        frags_path, roi, vs, np.uint64, chunk_shape=block / vs, attrs=job, reuse=True
+    plan = prepare_fragments(
+        affs_path, frags_path, graph_dir, roi, block_shape, options, superblock_shape
     )
-    stored = Path(graph_dir) / GRAPH_SHARD
-    if stored.exists():  # written after every block was done
-        return shard.read(stored)
-    blocks_dir(graph_dir).mkdir(parents=True, exist_ok=True)
-    zero = Coordinate((0,) * vs.dims)
-    for stage, worker_cls, context in (
-        ("fragments", FragmentWorker, zero),
-        ("edges", EdgeWorker, vs),
-    ):
-        blockwise.run(
-            stage,
-            frags_path,
-            total_roi=roi.grow(context, zero),
-            read_roi=Roi(zero, block).grow(context, zero),
-            write_roi=Roi(zero, block),
-            worker=worker_cls(affs_path, frags_path, str(graph_dir), roi, block, options),
-            num_workers=num_workers,
-            log_dir=log_dir,
-        )
-    graph = Graph.from_blocks(blocks_dir(graph_dir))
-    shard.write(stored, graph, roi, vs, meta={"chunk": [0] * vs.dims, "level": 0}, replace=True)
-    shutil.rmtree(blocks_dir(graph_dir))
-    return graph
+    fragments_part(affs_path, frags_path, graph_dir, plan.roi, "fragments", num_workers, log_dir)
+    edges_part(affs_path, frags_path, graph_dir, plan.roi, "edges", num_workers, log_dir)
+    return plan
 
 
-#: the region graph of a whole volume, in its graph directory
-GRAPH_SHARD = "graph.sqlite"
+def prepare_segmentation(frags_path: str, out_path: str, stage: AgglomerateStage) -> Roi:
+    """Create the (staged) segmentation array, or keep the one a killed run left for
+    the same fragments and parameters (with its octree); returns its ROI."""
+    frags = arrays.open_array(frags_path)
+    job = {"fragments_version": arrays.fingerprint(frags_path), **stage.model_dump(mode="json")}
+    if not arrays.same_attrs(out_path, job):  # its octree's shards are for other inputs
+        shutil.rmtree(out_path, ignore_errors=True)
+    chunks = Coordinate(frags.data.chunksize)
+    arrays.prepare_array(
+        out_path, frags.roi, frags.voxel_size, np.uint64, chunk_shape=chunks, attrs=job, reuse=True
+    )
+    return frags.roi
 
 
-def blocks_dir(graph_dir: str | Path) -> Path:
-    """Where the edge stage's blocks write their rows: a job's resumable scratch,
-    removed once the job has stored them as one shard."""
-    return Path(graph_dir) / "blocks"
+def octree_of(graph_dir: str | Path, plan: Superblocks, work: str | Path) -> Octree:
+    """The octree over the superblocks' shards, its files under ``work``."""
+    return Octree(rows_dir(graph_dir), Path(work), plan.grid)
 
 
-def load_graph(graph_dir: str | Path) -> Graph:
-    """The region graph the fragments job stored."""
-    return shard.read(Path(graph_dir) / GRAPH_SHARD)
-
-
-def relabel_blockwise(
+def relabel_part(
     frags_path: str,
     out_path: str,
-    history: MergeHistory,
-    threshold: float,
-    block_shape: Sequence[int] | None = None,
+    tree: Octree,
+    part: Roi,
+    stage: str = "relabel",
     num_workers: int = 2,
     log_dir: str | Path | None = None,
 ) -> None:
-    """Stage 4: write the segmentation at ``threshold`` (resuming a killed run's)."""
+    """Stage 4 on ``part`` (whole superblocks): fragments -> segments, each block
+    through its superblock's lookup table (the octree's leaf labels)."""
     frags = arrays.open_array(frags_path)
-    vs = frags.voxel_size
-    block = Coordinate(block_shape_or_default(block_shape, vs.dims)) * vs
-    nodes, segments = history.lookup(threshold)
-    job = {
-        "fragments_version": arrays.fingerprint(frags_path),
-        "threshold": threshold,
-        "lookup": hashlib.sha1(nodes.tobytes() + segments.tobytes()).hexdigest(),
-    }
-    arrays.prepare_array(
-        out_path, frags.roi, vs, np.uint64, chunk_shape=block / vs, attrs=job, reuse=True
-    )
-    table = Path(out_path) / blockwise.TRACKING / "lookup.npz"
-    table.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(table, nodes=nodes, segments=segments)
-    zero = Coordinate((0,) * vs.dims)
+    block = Coordinate(frags.data.chunksize) * frags.voxel_size
+    zero = Coordinate((0,) * block.dims)
     blockwise.run(
-        "relabel",
+        stage,
         out_path,
-        total_roi=frags.roi,
+        total_roi=part,
         read_roi=Roi(zero, block),
         write_roi=Roi(zero, block),
-        worker=RelabelWorker(frags_path, out_path, str(table)),
+        worker=RelabelWorker(frags_path, out_path, fragments_plan(frags_path), tree),
         num_workers=num_workers,
         log_dir=log_dir,
     )
-
-
-def fragment_prediction(
-    affs_path: str,
-    frags_path: str,
-    graph_dir: str | Path,
-    options: FragmentOptions,
-    num_workers: int = 2,
-    log_dir: str | Path | None = None,
-) -> Graph:
-    """Rule fragments: fragments and region graph of a whole prediction, one block per
-    chunk of it. Both are staged and published together; a killed job, rerun,
-    resumes the blocks it had not finished."""
-    chunks = arrays.open_array(affs_path).data.chunksize[1:]
-    staged = [arrays.staging(p) for p in (frags_path, graph_dir)]
-    graph = fragments_blockwise(
-        affs_path, staged[0], staged[1], None, chunks, num_workers, log_dir, options
-    )
-    blockwise.publish(frags_path, graph_dir)
-    return graph
-
-
-def fragment_dims(frags_path: str | Path) -> int:
-    """How many trailing axes the fragments' affinities connected (2 for a 2D network
-    on a stack: fragments and segments per section)."""
-    return int(zarr.open(str(frags_path), mode="r").attrs["affinity_dims"])
 
 
 def segment_fragments(
@@ -257,13 +348,45 @@ def segment_fragments(
     num_workers: int = 2,
     log_dir: str | Path | None = None,
 ) -> None:
-    """Rule segment: agglomerate the region graph, then relabel the fragments chunk by
-    chunk into a staged segmentation, published when every block is done."""
-    history = merge_history(load_graph(graph_dir), stage.merge_function, stage.min_size)
-    chunks = arrays.open_array(frags_path).data.chunksize
+    """Rule segment: agglomerate the region graph over the octree of its superblocks
+    (chunk jobs up, label jobs down, in sequence; a chunk a killed run finished is
+    not redone), relabel the fragments into a staged segmentation, published when
+    every block is done."""
     staged = arrays.staging(out_path)
-    relabel_blockwise(frags_path, staged, history, stage.threshold, chunks, num_workers, log_dir)
+    roi = prepare_segmentation(frags_path, staged, stage)
+    plan = fragments_plan(frags_path)
+    vs = arrays.open_array(frags_path).voxel_size
+    tree = octree_of(graph_dir, plan, Path(staged) / blockwise.TRACKING / "octree")
+    for level, chunk in tree.upwards():
+        if not tree.result(level, chunk).exists():
+            agglomerate_chunk(tree, level, chunk, roi, vs, stage)
+    for level, chunk in reversed(tree.upwards()):
+        label_chunk(tree, level, chunk, stage.threshold)
+    relabel_part(frags_path, staged, tree, roi, "relabel", num_workers, log_dir)
     blockwise.publish(out_path)
+
+
+def fragment_prediction(
+    affs_path: str,
+    frags_path: str,
+    graph_dir: str | Path,
+    options: FragmentOptions,
+    num_workers: int = 2,
+    log_dir: str | Path | None = None,
+) -> None:
+    """Rule fragments: fragments and region graph of a whole prediction, one block per
+    chunk of it. Both are staged and published together; a killed job, rerun,
+    resumes the blocks it had not finished."""
+    chunks = arrays.open_array(affs_path).data.chunksize[1:]
+    staged = [arrays.staging(p) for p in (frags_path, graph_dir)]
+    fragments_blockwise(affs_path, *staged, None, chunks, num_workers, log_dir, options)
+    blockwise.publish(frags_path, graph_dir)
+
+
+def fragment_dims(frags_path: str | Path) -> int:
+    """How many trailing axes the fragments' affinities connected (2 for a 2D network
+    on a stack: fragments and segments per section)."""
+    return int(zarr.open(str(frags_path), mode="r").attrs["affinity_dims"])
 
 
 def segment_blockwise(
@@ -279,28 +402,24 @@ def segment_blockwise(
     graph_dir: str | Path | None = None,
     log_dir: str | Path | None = None,
     options: FragmentOptions | None = None,
+    superblock_shape: Sequence[int] | None = None,
 ) -> None:
     """Affinities -> seamless segmentation; fragments and graph are kept beside it.
 
     By default fragments go to ``{out}_fragments`` in the same container and the
-    graph to ``{container stem}.{dataset}.graph`` next to the container. All
-    three are staged and renamed together at the end; rerun after a kill, each
-    stage does only the blocks it had not finished.
+    graph to ``{container stem}.{dataset}.graph`` next to the container. With
+    ``superblock_shape`` (voxels, whole blocks) every stage goes superblock by
+    superblock and the agglomeration over their octree, so memory follows the
+    superblock, not the volume. All three outputs are staged and renamed together
+    at the end; rerun after a kill, each stage does only what it had not finished.
     """
     container, dataset = arrays.split_path(out_path)
     frags_path = frags_path or arrays.array_path(container, f"{dataset}_fragments")
     graph_dir = graph_dir or Path(container).parent / f"{Path(container).stem}.{dataset}.graph"
-    staged = [arrays.staging(p) for p in (frags_path, graph_dir, out_path)]
-    graph = fragments_blockwise(
-        affs_path, staged[0], staged[1], roi, block_shape, num_workers, log_dir, options
+    staged = [arrays.staging(p) for p in (frags_path, graph_dir)]
+    fragments_blockwise(
+        affs_path, *staged, roi, block_shape, num_workers, log_dir, options, superblock_shape
     )
-    relabel_blockwise(
-        staged[0],
-        staged[2],
-        merge_history(graph, merge_function, min_size),
-        threshold,
-        block_shape,
-        num_workers,
-        log_dir,
-    )
-    blockwise.publish(frags_path, graph_dir, out_path)
+    stage = AgglomerateStage(merge_function=merge_function, min_size=min_size, threshold=threshold)
+    segment_fragments(*staged, out_path, stage, num_workers, log_dir)
+    blockwise.publish(frags_path, graph_dir)

@@ -20,7 +20,6 @@ own shard and its parent's labels.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from funlib.geometry import Coordinate, Roi
 
+from ..stages import AgglomerateStage
 from . import shard
 from .graph import Graph
 from .hierarchy import Chunk, ChunkResult, chunk_labels, chunk_step, neighbours, parent
@@ -55,6 +55,10 @@ class Octree:
 
     def chunks(self, level: int) -> Iterator[Chunk]:
         yield from np.ndindex(*self.grids()[level])
+
+    def upwards(self) -> list[tuple[int, Chunk]]:
+        """Every (level, chunk), children before parents."""
+        return [(level, c) for level in range(len(self.grids())) for c in self.chunks(level)]
 
     def inputs(self, level: int, chunk: Chunk) -> list[Path]:
         """A leaf's rows, or the results of the chunk's children one level down."""
@@ -97,20 +101,18 @@ def agglomerate_chunk(
     chunk: Chunk,
     roi: Roi,
     voxel_size: Coordinate,
-    merge_function: str = "mean",
-    min_size: int = 0,
-    below: float = math.inf,
+    stage: AgglomerateStage,
 ) -> ChunkResult:
     """One chunk's job up the tree: its inputs combined, its neighbours' regions
     frozen, its residual and merges written as its shard (replacing a killed
-    attempt's). ``roi``/``voxel_size``: the fragment volume's."""
+    attempt's). Merges at or above the stage's threshold are not made (they do not
+    change its segmentation). ``roi``/``voxel_size``: the fragment volume's."""
     graph = Graph.combine([shard.read(p) for p in tree.inputs(level, chunk)])
     around = [shard.occurrences(p) for p in tree.around(level, chunk)]
-    result = chunk_step(graph, around, merge_function, min_size, below)
+    result = chunk_step(graph, around, stage.merge_function, stage.min_size, stage.threshold)
     out = tree.result(level, chunk)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"level": level, "chunk": list(chunk), "merge_function": merge_function}
-    meta |= {"min_size": min_size, "below": below if math.isfinite(below) else None}
+    meta = {"level": level, "chunk": list(chunk), **stage.model_dump(mode="json")}
     shard.write(out, result.residual, roi, voxel_size, result.merges, meta, replace=True)
     return result
 
