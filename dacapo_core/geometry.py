@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from funlib.geometry import Coordinate
 
-from .config import AffinitiesTask, ConfigError, OneHotTask, Task, UNetConfig
+from .config import AffinitiesTask, ClassTask, ConfigError, OneHotTask, Task, UNetConfig
 
 
 class ShapeError(ConfigError):
@@ -62,3 +62,13 @@ def num_channels(task: Task) -> int:
     if isinstance(task, AffinitiesTask):
         return len(task.neighborhood)
     return len(task.classes) + isinstance(task, OneHotTask)
+
+
+#: a one_hot network's first channel: the voxels in none of the classes
+BACKGROUND = "background"
+
+
+def channel_names(task: ClassTask) -> list[str]:
+    """What each output channel of a class task's network is: its classes, after
+    ``background`` for one_hot (so channel ``k`` of an argmax is label ``k``)."""
+    return [BACKGROUND] * isinstance(task, OneHotTask) + list(task.classes)

@@ -16,6 +16,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import daisy
 import numpy as np
@@ -23,11 +24,19 @@ import torch
 import zarr
 from funlib.geometry import Coordinate, Roi
 from funlib.persistence import Array
+from pydantic import TypeAdapter
 
 from . import arrays, blockwise, codec
 from .checkpoint import intensity_scale, load_checkpoint, resolve_device
-from .config import AffinitiesTask, UNetConfig
-from .geometry import INPUT_CHANNELS, eval_input_shape, lift, num_channels, output_shape
+from .config import AffinitiesTask, DistancesTask, Task, UNetConfig
+from .geometry import (
+    INPUT_CHANNELS,
+    channel_names,
+    eval_input_shape,
+    lift,
+    num_channels,
+    output_shape,
+)
 from .model import UNet
 from .stages import PredictStage
 from .superblocks import Superblocks
@@ -51,21 +60,23 @@ class Predictor:
     input_shape: Coordinate
     output_shape: Coordinate
     step: Coordinate
-    task: AffinitiesTask
+    task: Task
     device: torch.device
     max_input_voxels: int = 200**3
 
     @classmethod
     def load(cls, checkpoint: str | Path, dims: int, device: str = "auto") -> Predictor:
-        """The checkpoint's network, for ``dims``-D data."""
+        """The checkpoint's network, for ``dims``-D data; its task (the ``type`` in the
+        checkpoint, affinities where it has none) gives the head's channels and
+        activation."""
         state = load_checkpoint(checkpoint)
         arch = UNetConfig.model_validate(state["model_config"]["architecture"])
-        task = AffinitiesTask.model_validate(state["model_config"]["task"])
+        task = TypeAdapter(Task).validate_python(state["model_config"]["task"])
         if dims < len(arch.input_shape):
             raise arrays.DataError(
                 f"{checkpoint}: a {len(arch.input_shape)}D network cannot predict {dims}D data"
             )
-        model = UNet(arch, INPUT_CHANNELS, num_channels(task))
+        model = UNet(arch, INPUT_CHANNELS, num_channels(task), task.activation)
         model.load_state_dict(state["model"])
         dev = resolve_device(device)
         model.to(dev).eval()
@@ -106,7 +117,8 @@ class Predictor:
         return [Roi(s, window * voxel_size) for s in itertools.product(*starts)]
 
     def predict(self, raw: Array, roi: Roi) -> np.ndarray:
-        """Affinities (C, *roi voxels) for ``roi``, computed in as few windows as fit.
+        """The network's output (C, *roi voxels) for ``roi``, computed in as few windows
+        as fit.
 
         Raw is read once for all windows; outside the raw data it is zero.
         """
@@ -153,8 +165,8 @@ class PredictWorker(blockwise.BlockWorker):
 
     def process(self, block: daisy.Block) -> None:
         roi = block.write_roi
-        affinities = self.predictor.predict(self.raw_array, roi)
-        self.out_array[roi] = codec.encode(affinities, self.out_array.dtype)
+        output = self.predictor.predict(self.raw_array, roi)
+        self.out_array[roi] = codec.encode(output, self.out_array.dtype)
 
 
 def target_roi(raw: Array, roi: Roi | None) -> Roi:
@@ -169,6 +181,17 @@ def target_roi(raw: Array, roi: Roi | None) -> Roi:
     return snapped
 
 
+def task_attrs(task: Task) -> dict[str, Any]:
+    """What a prediction's readers need to know of its channels: the affinities'
+    neighbourhood, or the class task and a name per channel (post-processing, viewer)."""
+    if isinstance(task, AffinitiesTask):
+        return {"neighborhood": task.neighborhood}
+    attrs = {"task": task.type, "channels": channel_names(task)}
+    if isinstance(task, DistancesTask):
+        attrs["distance_scale"] = task.scale
+    return attrs
+
+
 def prepare_prediction(
     checkpoint: str | Path,
     raw_path: str,
@@ -179,10 +202,15 @@ def prepare_prediction(
 ) -> tuple[Roi, Coordinate]:
     """Create the staged prediction array of ``roi`` (whole blocks of ``block_shape``
     voxels, default one network window each), or keep one a killed job left with
-    the same attributes; returns the ROI and the block (world units)."""
+    the same attributes; returns the ROI and the block (world units). Affinities or
+    one_hot probabilities are stored as float32 or uint8 (a quarter of the disk);
+    distances (tanh, in [-1, 1]) as float32 only. The attributes hold the scale and
+    what the channels are (``task_attrs``)."""
     raw = arrays.open_array(raw_path)
     vs = raw.voxel_size
     predictor = Predictor.load(checkpoint, vs.dims, "cpu")
+    if isinstance(predictor.task, DistancesTask) and dtype != "float32":
+        raise arrays.DataError(f"{checkpoint}: distances are stored as float32, not {dtype}")
     roi = target_roi(raw, roi)
     if block_shape is None:  # one window per block: a whole number of grid steps
         block_shape = predictor.window(roi.shape / vs) // predictor.step * predictor.step
@@ -195,7 +223,7 @@ def prepare_prediction(
         "roi": arrays.format_roi(roi),
         "block": list(block),
         "scale": codec.SCALES[dtype],
-        "neighborhood": predictor.task.neighborhood,
+        **task_attrs(predictor.task),
     }
     arrays.prepare_array(
         arrays.staging(out_path),

@@ -11,7 +11,7 @@ import pytest
 import torch
 import zarr
 from conftest import TINY
-from funlib.geometry import Coordinate
+from funlib.geometry import Coordinate, Roi
 from scipy.ndimage import distance_transform_edt
 
 from dacapo_core import arrays, checkpoint, config, preflight, train
@@ -23,6 +23,7 @@ from dacapo_core.classes import (
     signed_distances,
 )
 from dacapo_core.demo import make_demo
+from dacapo_core.predict import predict_blockwise
 from dacapo_core.stages import TrainStage
 from dacapo_core.task import balanced_weights, loss
 
@@ -206,7 +207,9 @@ def demo(tmp_path_factory):
         ),
     ],
 )
-def test_a_short_class_training_run_writes_a_checkpoint_with_a_finite_loss(demo, task, channels):
+def test_a_short_class_run_trains_with_a_finite_loss_and_predicts_named_channels(
+    demo, task, channels
+):
     root, container = demo
     cfg = copy.deepcopy(TINY)
     for ds in cfg["datasets"].values():
@@ -240,6 +243,26 @@ def test_a_short_class_training_run_writes_a_checkpoint_with_a_finite_loss(demo,
     assert np.abs(prediction).max() <= 1
     if task["type"] == "one_hot":
         np.testing.assert_allclose(prediction.sum(axis=0), 1, rtol=1e-5)
+
+    # the checkpoint predicts blockwise: its channels named, in its head's range
+    raw = f"{container}/validate/raw"
+    vs = arrays.open_array(raw).voxel_size
+    roi = Roi(arrays.open_array(raw).roi.begin, Coordinate(20, 24, 28) * vs)
+    path = f"{out}/predicted.zarr/prediction"
+    predicted = predict_blockwise(out / "3.pt", raw, path, roi, num_workers=1)
+    values = predicted.to_ndarray(roi)
+    assert predicted.roi == roi and values.shape == (channels, 20, 24, 28)
+    attrs = zarr.open(path, mode="r").attrs
+    names = list(task["classes"])
+    assert attrs["task"] == task["type"]
+    assert attrs["channels"] == (["background", *names] if task["type"] == "one_hot" else names)
+    assert np.abs(values).max() <= 1
+    if task["type"] == "one_hot":
+        np.testing.assert_allclose(values.sum(axis=0), 1, rtol=1e-5)
+    else:
+        assert attrs["distance_scale"] == 50 and values.min() < 0 < values.max()
+        with pytest.raises(arrays.DataError, match="distances are stored as float32"):
+            predict_blockwise(out / "3.pt", raw, f"{out}/u.zarr/p", roi, dtype="uint8")
 
 
 def bad(mutate) -> str:
