@@ -10,6 +10,7 @@ include: "workflow/rules/validate.smk"
 include: "workflow/rules/select.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/segment.smk"
+include: "workflow/rules/superblocks.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -448,6 +448,13 @@ class ApplyConfig(Strict):
     block_shape: Shape | None = Field(
         None, description=f"voxels; default {BLOCK_EDGE} per axis of the input"
     )
+    superblock_shape: Shape | None = Field(
+        None,
+        description="voxels, a multiple of block_shape: each superblock is its own job for "
+        "prediction, fragments and edges, the agglomeration octree and relabelling (default: "
+        "the whole target is one superblock; size it so one job's blocks fit its time and "
+        "memory, docs/cluster.md)",
+    )
     threshold: float | None = Field(None, gt=0, lt=1, description="default: selected")
     iteration: int | None = Field(
         None,

@@ -34,6 +34,15 @@ BEST = f"{RUN}/best.json"
 BEST_PREDICTIONS = f"{RUN}/validation/best/{{dataset}}"
 BEST_PREDICTION = f"{BEST_PREDICTIONS}/{{it}}.zarr/prediction"
 CHOICE = f"{RUN}/apply/{{target}}.choice.json"
+#: an apply target of several superblocks (``superblocks.smk``): a marker per staged
+#: array (``{step}``: predict, fragments, segment), a done-file per superblock job, the
+#: agglomeration octree's shards and lookup tables (``segment.octree.Octree``)
+SUPERBLOCKS = f"{RUN}/apply/{{target}}.superblocks"
+PREPARED = f"{SUPERBLOCKS}/{{step}}.prepared"
+SUPERBLOCK_DONE = f"{SUPERBLOCKS}/{{step}}/{{sb}}.done"
+OCTREE = f"{SUPERBLOCKS}/octree"
+OCTREE_RESULT = f"{OCTREE}/level{{level}}/{{chunk}}.sqlite"
+OCTREE_LABELS = f"{OCTREE}/labels/level{{level}}/{{chunk}}.npz"
 FIGURE = f"{RUN}/report/{{name}}.png"
 #: the report's figures of each run
 FIGURES = ("loss", "scores", "thresholds", "slices")

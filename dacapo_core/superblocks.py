@@ -10,11 +10,17 @@ job when it builds the DAG.
 from __future__ import annotations
 
 import itertools
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from funlib.geometry import Coordinate, Roi
 
+from . import arrays
+from .config import ApplyConfig
 from .errors import UserError
 
 Index = tuple[int, ...]
@@ -52,6 +58,16 @@ class Superblocks:
                 f"block shape {list(block_shape)} along each axis (voxels)"
             )
         return cls(roi, Coordinate(superblock_shape) * voxel_size)
+
+    @classmethod
+    def of_target(cls, entry: ApplyConfig, raw_path: str) -> Superblocks:
+        """An apply target's superblocks, from its raw array's ROI and voxel size (read
+        when the workflow's DAG is built) or the entry's ROI in it."""
+        raw = arrays.open_array(raw_path)
+        vs = raw.voxel_size
+        roi = raw.roi if entry.roi is None else arrays.parse_roi(entry.roi)
+        roi = roi.snap_to_grid(vs, mode="grow")
+        return cls.plan(roi, vs, entry.blocks(vs.dims), entry.superblock_shape)
 
     @property
     def grid(self) -> Index:
@@ -101,3 +117,13 @@ class Superblocks:
     @staticmethod
     def parse(name: str) -> Index:
         return tuple(int(i) for i in name.split("_"))
+
+
+def write_done(path: str | Path, step: str, **info: Any) -> None:
+    """A superblock job's done-file: a small JSON naming what finished, written whole
+    (a killed job leaves none, so Snakemake reruns it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"step": step, **info}) + "\n")
+    os.replace(tmp, path)

@@ -1,5 +1,6 @@
 # Config loading and validation, wildcard constraints and input functions.
 # A bad config stops here with one line naming the key: no job is planned.
+import re
 import sys
 from pathlib import Path
 
@@ -21,7 +22,12 @@ from dacapo_core.layout import (
     FIGURE,
     FRAGMENTS,
     GRAPH,
+    OCTREE,
+    OCTREE_LABELS,
+    OCTREE_RESULT,
     PREDICTION,
+    PREPARED,
+    SUPERBLOCK_DONE,
     RUN_JSON,
     SCORES,
     SEGMENTATION,
@@ -31,6 +37,9 @@ from dacapo_core.layout import (
     path,
     validation,
 )
+from dacapo_core.errors import UserError
+from dacapo_core.segment.hierarchy import parent
+from dacapo_core.segment.octree import Octree
 from dacapo_core.select import apply_choice, apply_inputs
 from dacapo_core.stages import (
     AgglomerateStage,
@@ -39,6 +48,7 @@ from dacapo_core.stages import (
     ScoreStage,
     TrainStage,
 )
+from dacapo_core.superblocks import Superblocks
 
 DEMO_CONFIG = Path(workflow.basedir) / "config" / "config.yaml"
 
@@ -74,6 +84,21 @@ DATASETS = EXPERIMENT.datasets
 APPLY = {(a.run, a.target): a for a in EXPERIMENT.apply}
 
 
+def superblock_plans() -> dict[tuple[str, str], Superblocks]:
+    """The apply targets of several superblocks, cut when the DAG is built."""
+    plans = {}
+    for (run, target), entry in APPLY.items():
+        if entry.superblock_shape is None:
+            continue
+        try:
+            plan = Superblocks.of_target(entry, array(entry.input, "raw"))
+        except UserError as e:
+            sys.exit(f"config error: apply target {target}: {e}")
+        if len(plan) > 1:
+            plans[(run, target)] = plan
+    return plans
+
+
 def run_record(name: str) -> dict:
     """run.json's content: the resolved run and the datasets."""
     return {
@@ -93,6 +118,9 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9_.-]+",
     target=r"[A-Za-z0-9_.-]+",
     volume=r"validation/\d+/[A-Za-z0-9_.-]+|apply/[A-Za-z0-9_.-]+",
+    sb=r"\d+(?:_\d+)*",
+    chunk=r"\d+(?:_\d+)*",
+    level=r"\d+",
 
 
 def keep_or_temp(path):
@@ -225,6 +253,67 @@ def segment_inputs(wildcards) -> dict[str, str]:
 
 def agglomerate_stage(wildcards) -> dict:
     return stage(AgglomerateStage(**choice(wildcards, parameters=True)["parameters"]))
+
+
+PLANS = superblock_plans()
+#: the targets that superblocks.smk makes (a regex of their names; none: matches nothing)
+SUPERBLOCK_TARGETS = "|".join(re.escape(target) for _, target in PLANS) or "(?!)"
+
+
+def plan_of(wildcards) -> Superblocks:
+    return PLANS[(wildcards.run, wildcards.target)]
+
+
+def superblock_done(step: str):
+    """Input function: the done-files of every superblock's job of ``step``."""
+
+    def done(wildcards) -> list[str]:
+        plan = plan_of(wildcards)
+        return [
+            path(SUPERBLOCK_DONE, run=wildcards.run, target=wildcards.target, step=step, sb=name)
+            for name in map(plan.name, plan.indices())
+        ]
+
+    return done
+
+
+def fragments_behind(wildcards) -> list[str]:
+    """The superblock's fragments and those of the superblocks behind it, whose faces
+    its edges read."""
+    plan = plan_of(wildcards)
+    index = plan.parse(wildcards.sb)
+    return [
+        path(SUPERBLOCK_DONE, run=wildcards.run, target=wildcards.target, step="fragments", sb=n)
+        for n in map(plan.name, [index, *plan.around(index, behind=True)])
+    ]
+
+
+def octree(wildcards) -> Octree:
+    """The agglomeration octree of a target's superblocks (its files' paths)."""
+    graph = path(apply(GRAPH), run=wildcards.run, target=wildcards.target)
+    work = path(OCTREE, run=wildcards.run, target=wildcards.target)
+    return Octree(Path(graph) / "rows", Path(work), plan_of(wildcards).grid)
+
+
+def octree_inputs(wildcards) -> dict[str, object]:
+    """A chunk's job up the tree: the graph's shards (leaves), or its children's and its
+    neighbours' children's results; and the choice (see ``segment_inputs``)."""
+    choice(wildcards, parameters=True)
+    tree, level = octree(wildcards), int(wildcards.level)
+    chunk = Superblocks.parse(wildcards.chunk)
+    below = [] if level == 0 else tree.inputs(level, chunk) + tree.around(level, chunk)
+    graph = path(apply(GRAPH), run=wildcards.run, target=wildcards.target)
+    return {"graph": graph, "below": sorted({str(p) for p in below})}
+
+
+def label_inputs(wildcards) -> dict[str, object]:
+    """A chunk's job down the tree: its result and its parent's labels (none at the
+    root); and the choice (see ``segment_inputs``)."""
+    choice(wildcards, parameters=True)
+    tree, level = octree(wildcards), int(wildcards.level)
+    chunk = Superblocks.parse(wildcards.chunk)
+    above = [] if level + 1 == len(tree.grids()) else [tree.labels(level + 1, parent(chunk))]
+    return {"result": str(tree.result(level, chunk)), "above": [str(p) for p in above]}
 
 
 def run_checkpoints(name: str) -> list[str]:
