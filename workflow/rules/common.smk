@@ -145,6 +145,8 @@ def train_inputs(wildcards) -> dict:
     previous = its.index(it) - 1
     if previous >= 0:
         inputs["start"] = checkpoint_path(wildcards.run, its[previous])
+    elif run.start is not None and run.start.path is not None:  # a model file: see pretrained
+        inputs["init_file"] = run.start.path
     elif run.start is not None:  # fine-tuning: the other run's selection picks one of these
         inputs["init_best"] = path(BEST, run=run.start.run)
         inputs["init_checkpoints"] = run_checkpoints(run.start.run)
