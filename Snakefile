@@ -11,6 +11,7 @@ include: "workflow/rules/select.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/share.smk"
 
 
 rule all:

@@ -35,6 +35,10 @@ BEST_PREDICTIONS = f"{RUN}/validation/best/{{dataset}}"
 BEST_PREDICTION = f"{BEST_PREDICTIONS}/{{it}}.zarr/prediction"
 CHOICE = f"{RUN}/apply/{{target}}.choice.json"
 FIGURE = f"{RUN}/report/{{name}}.png"
+#: the checkpoint a criterion selects, as a BioImage.IO model package (on request)
+EXPORT = f"{RUN}/export/{{criterion}}.bioimageio.zip"
+#: TensorBoard event files made from training_stats and validation scores (on request)
+TENSORBOARD = f"{RUN}/tensorboard"
 #: the report's figures of each run
 FIGURES = ("loss", "scores", "thresholds", "slices")
 

@@ -254,3 +254,14 @@ def all_targets() -> list[str]:
     for run, target in APPLY:
         targets.append(path(apply(SEGMENTATION), run=run, target=target))
     return targets
+
+
+# Inputs of the on-request rules in share.smk (export, tensorboard).
+def training_stats_of_run(wildcards) -> list[str]:
+    return [path(TRAINING_STATS, run=wildcards.run, it=it) for it in run_of(wildcards).run.iterations()]
+
+
+def export_data(wildcards) -> list[str]:
+    """The training raw (its dtype sets the scaling) and the test input's (validation)."""
+    split = run_of(wildcards).run.datasplit
+    return sorted({container(n) for n in (*split.train, *split.validate_)})
