@@ -12,6 +12,7 @@ include: "workflow/rules/predict.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/superblocks.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/share.smk"
 
 
 rule all:

@@ -173,6 +173,13 @@ def cmd_provenance(args: argparse.Namespace) -> None:
     print("\n".join(explain(args.path, args.verify)))
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from .export import export
+
+    out = export(args.run, args.criterion, args.out, author=args.author, license=args.license)
+    print(out)
+
+
 def cmd_schema(args: argparse.Namespace) -> None:
     from .config import json_schema
 
@@ -296,6 +303,21 @@ def parser() -> argparse.ArgumentParser:
         help="fail if a checkpoint's sha256 differs from the record",
     )
     s.set_defaults(func=cmd_provenance)
+
+    s = sub.add_parser(
+        "export",
+        help="a run's selected checkpoint as a BioImage.IO model package (.zip)",
+        description="Write the checkpoint best.json selects for --criterion as a BioImage.IO "
+        "model package: state-dict weights with their architecture source, TorchScript "
+        "weights, axes with voxel size, the training's intensity scaling, a test input and "
+        "output, and the chosen post-processing and scores in its README. Offline.",
+    )
+    s.add_argument("run", help="results/RUN (data paths resolve against its workdir, ../..)")
+    s.add_argument("--criterion", default="voi", help="which selection (default voi)")
+    s.add_argument("--out", required=True, help="FILE.zip")
+    s.add_argument("--author", help="the package's author (default: your user name)")
+    s.add_argument("--license", default="CC-BY-4.0", help="SPDX id (default CC-BY-4.0)")
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("schema", help="print the config's JSON schema")
     s.set_defaults(func=cmd_schema)

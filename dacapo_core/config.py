@@ -367,10 +367,16 @@ Criterion = Annotated[str, AfterValidator(_known_criterion)]
 
 
 class StartConfig(Strict):
-    """Fine-tuning: start from another run's best checkpoint by ``criterion``."""
+    """Fine-tuning: start from another run's best checkpoint by ``criterion``, or from a
+    file (``path``): a BioImage.IO model package (``.zip`` or its ``rdf.yaml``) with
+    PyTorch state-dict weights, or a PyTorch checkpoint or state dict of a compatible UNet.
+    Layers whose shapes fit are loaded, the others initialised fresh."""
 
-    run: Name
-    criterion: Criterion = "voi"
+    run: Name | None = Field(None, description="another run of this experiment")
+    criterion: Criterion = Field("voi", description="with run: which selection to start from")
+    path: str | None = Field(
+        None, description="a model file (relative to the working directory); exclusive with run"
+    )
 
 
 class RunConfig(Strict):
@@ -634,10 +640,15 @@ def check_workflow_support(cfg: ExperimentConfig) -> None:
 
 
 def _check_starts(cfg: ExperimentConfig, runs: dict[str, ResolvedRun]) -> None:
-    """A fine-tuned run starts from an existing run, and never (indirectly) from itself."""
+    """A fine-tuned run starts from an existing run (or a file), and never (indirectly)
+    from itself."""
+    for name, run in cfg.runs.items():
+        start = run.start
+        if start is not None and (start.run is None) == (start.path is None):
+            raise ConfigError(f"runs.{name}.start: needs exactly one of run and path")
     for name, resolved in runs.items():
         seen = [name]
-        while (start := runs[seen[-1]].run.start) is not None:
+        while (start := runs[seen[-1]].run.start) is not None and start.run is not None:
             if start.run not in runs:
                 raise ConfigError(f"runs.{resolved.base}.start.run: unknown run '{start.run}'")
             if start.run in seen:

@@ -44,6 +44,10 @@ OCTREE = f"{SUPERBLOCKS}/octree"
 OCTREE_RESULT = f"{OCTREE}/level{{level}}/{{chunk}}.sqlite"
 OCTREE_LABELS = f"{OCTREE}/labels/level{{level}}/{{chunk}}.npz"
 FIGURE = f"{RUN}/report/{{name}}.png"
+#: the checkpoint a criterion selects, as a BioImage.IO model package (on request)
+EXPORT = f"{RUN}/export/{{criterion}}.bioimageio.zip"
+#: TensorBoard event files made from training_stats and validation scores (on request)
+TENSORBOARD = f"{RUN}/tensorboard"
 #: the report's figures of each run
 FIGURES = ("loss", "scores", "thresholds", "slices")
 

@@ -19,7 +19,7 @@ import zarr
 from funlib.geometry import Coordinate, Roi
 from funlib.persistence import Array
 
-from . import arrays
+from . import arrays, pretrained
 from .config import ApplyConfig, ClassTask, ConfigError, ExperimentConfig
 from .geometry import INPUT_CHANNELS, ShapeError, eval_input_shape, lift, output_shape
 
@@ -250,6 +250,12 @@ def check(cfg: ExperimentConfig) -> None:
             _check_dataset(cfg, name, name in labelled)
     for name in cfg.runs:
         _check_run(cfg, name, demo)
+        start = cfg.runs[name].start
+        if start is not None and start.path is not None:
+            try:
+                pretrained.check(start.path)
+            except pretrained.StartError as e:
+                raise ConfigError(f"runs.{name}.start.path: {e}") from None
     for i, entry in enumerate(cfg.apply):
         _check_apply(cfg, i, entry, demo)
 

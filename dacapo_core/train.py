@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import arrays
+from . import arrays, pretrained
 from .batches import KEYS, batches
 from .checkpoint import load_checkpoint, model_config, resolve_device, save_checkpoint
 from .config import Task, TrainerConfig
@@ -61,14 +61,17 @@ def _write_snapshot(path: Path, batch: gp.Batch, prediction: np.ndarray) -> None
 
 
 def init_from(model: torch.nn.Module, checkpoint: str | Path) -> list[str]:
-    """Fine-tuning: copy the checkpoint's weights that fit; the names of those that don't.
+    """Fine-tuning: copy the weights that fit from another run's checkpoint or a start
+    file (``pretrained``); the names of those that don't.
 
     A new head (another number of channels) or a changed layer keeps its fresh
-    initialisation, and the caller reports it.
+    initialisation, and the caller reports it. A file of which nothing fits is an error.
     """
-    source = load_checkpoint(checkpoint)["model"]
+    source = pretrained.load_state_dict(checkpoint)
     state = model.state_dict()
     fits = {n for n, t in state.items() if n in source and source[n].shape == t.shape}
+    if not fits:
+        raise pretrained.StartError(f"{checkpoint}: no layer fits this run's network")
     fresh = [
         f"{name} {tuple(source[name].shape) if name in source else 'missing'} -> {tuple(t.shape)}"
         for name, t in state.items()
@@ -115,8 +118,8 @@ def train(
     (the run's) labels the progress bar and the statistics; ``provenance`` is stored
     in the checkpoint, with its iteration.
 
-    ``init_checkpoint`` (another run's, for fine-tuning) only initialises the
-    weights of a run's first chunk; optimizer and schedule start fresh.
+    ``init_checkpoint`` (another run's, or a start file: see ``pretrained``) only
+    initialises the weights of a run's first chunk; optimizer and schedule start fresh.
     """
     if threads:
         torch.set_num_threads(threads)

@@ -173,6 +173,8 @@ def train_inputs(wildcards) -> dict:
     previous = its.index(it) - 1
     if previous >= 0:
         inputs["start"] = checkpoint_path(wildcards.run, its[previous])
+    elif run.start is not None and run.start.path is not None:  # a model file: see pretrained
+        inputs["init_file"] = run.start.path
     elif run.start is not None:  # fine-tuning: the other run's selection picks one of these
         inputs["init_best"] = path(BEST, run=run.start.run)
         inputs["init_checkpoints"] = run_checkpoints(run.start.run)
@@ -341,3 +343,14 @@ def all_targets() -> list[str]:
     for run, target in APPLY:
         targets.append(path(apply(SEGMENTATION), run=run, target=target))
     return targets
+
+
+# Inputs of the on-request rules in share.smk (export, tensorboard).
+def training_stats_of_run(wildcards) -> list[str]:
+    return [path(TRAINING_STATS, run=wildcards.run, it=it) for it in run_of(wildcards).run.iterations()]
+
+
+def export_data(wildcards) -> list[str]:
+    """The training raw (its dtype sets the scaling) and the test input's (validation)."""
+    split = run_of(wildcards).run.datasplit
+    return sorted({container(n) for n in (*split.train, *split.validate_)})

@@ -14,7 +14,7 @@ data = {
     for role in ("raw", "gt", "mask")
     if getattr(dataset, role) is not None
 }
-init = None
+init = snakemake.input.get("init_file")  # start: {path: FILE}
 if snakemake.input.get("init_best"):  # fine-tuning: the other run's selected checkpoint
     best = arrays.read_json(snakemake.input.init_best)[stage.start.criterion]
     init = checkpoint_of(snakemake.input.init_checkpoints, best["iteration"])
