@@ -8,8 +8,9 @@ Printed, all measured in this run on this machine:
   the same (demo) network over the same volume (the limit; target ratio >= 0.8);
 - segment voxels/s with 1 and 2 workers against whole-volume waterz on the
   same affinities;
-- peak RSS of the job and of its largest worker, for predict and segment, for
-  cubic volumes of the given sizes at a fixed block size.
+- peak RSS of the job and of its largest worker, and voxels/s with one worker
+  (one core), for predict and segment, for cubic volumes of the given sizes at a
+  fixed block size: as one superblock (the whole volume) and in superblocks.
 """
 
 from __future__ import annotations
@@ -143,21 +144,27 @@ def watch():
             pass
 threading.Thread(target=watch, daemon=True).start()
 stage, tmp, block = sys.argv[1], sys.argv[2], int(sys.argv[3])
+superblock = (int(sys.argv[4]),) * 3 if int(sys.argv[4]) else None
+import time
+start = time.perf_counter()
 if stage == "predict":
     from dacapo_core.predict import predict_blockwise
     predict_blockwise(f"{tmp}/model.pt", f"{tmp}/m.zarr/raw", f"{tmp}/m.zarr/prediction", None, 1,
-                      Coordinate((block,) * 3))
+                      Coordinate((block,) * 3), superblock_shape=superblock)
 else:
     from dacapo_core.segment import segment_blockwise
     segment_blockwise(f"{tmp}/m.zarr/affs", f"{tmp}/m.zarr/seg", 0.5, block_shape=(block,) * 3,
-                      num_workers=1)
+                      num_workers=1, superblock_shape=superblock)
 done.set()
-print(json.dumps({"job": hwm("self"), "worker": peak["worker"]}))
+seconds = time.perf_counter() - start
+print(json.dumps({"job": hwm("self"), "worker": peak["worker"], "seconds": seconds}))
 """
 
 
-def peak_rss(tmp: Path, sizes: list[int], block: int) -> None:
-    print(f"peak RSS (MiB) at {block}^3 blocks, 1 worker: job / largest worker")
+def peak_rss(tmp: Path, sizes: list[int], block: int, superblock: int) -> None:
+    """Per job: peak RSS of the job and of its largest worker, and voxels per second
+    (1 worker: per core), as one superblock (today's path) and in superblocks."""
+    print(f"{block}^3 blocks, 1 worker: job / largest worker peak RSS (MiB), voxels/s")
     make_checkpoint(tmp / "model.pt")
     for size in sizes:
         rng = np.random.default_rng(0)
@@ -166,15 +173,20 @@ def peak_rss(tmp: Path, sizes: list[int], block: int) -> None:
         make_affinities(f"{tmp}/m.zarr/affs", size)
         row = []
         for stage in ("predict", "segment"):
-            result = subprocess.run(
-                [sys.executable, "-c", MEASURE, stage, str(tmp), str(block)],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            rss = json.loads(result.stdout.strip().splitlines()[-1])
-            row.append(f"{stage} {rss['job'] / 1024:,.0f} / {rss['worker'] / 1024:,.0f}")
-        print(f"  {size}^3: " + ", ".join(row))
+            for parts in (0, superblock):
+                result = subprocess.run(
+                    [sys.executable, "-c", MEASURE, stage, str(tmp), str(block), str(parts)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                rss = json.loads(result.stdout.strip().splitlines()[-1])
+                how = f"{parts}^3 superblocks" if parts else "whole"
+                row.append(
+                    f"{stage} {how} {rss['job'] / 1024:,.0f} / {rss['worker'] / 1024:,.0f} MiB, "
+                    f"{size**3 / rss['seconds']:,.0f} vox/s"
+                )
+        print(f"  {size}^3: " + "; ".join(row))
 
 
 def main() -> None:
@@ -184,12 +196,13 @@ def main() -> None:
     parser.add_argument("--segment-block", type=int, default=64)
     parser.add_argument("--rss-sizes", type=int, nargs="+", default=[128, 256, 384])
     parser.add_argument("--rss-block", type=int, default=64)
+    parser.add_argument("--superblock", type=int, default=128, help="voxels per axis")
     args = parser.parse_args()
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         predict_speed(Path(tmp), args.size, args.workers)
         segment_speed(Path(tmp), args.size, args.workers, args.segment_block)
-        peak_rss(Path(tmp), args.rss_sizes, args.rss_block)
+        peak_rss(Path(tmp), args.rss_sizes, args.rss_block, args.superblock)
 
 
 if __name__ == "__main__":

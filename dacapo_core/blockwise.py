@@ -113,6 +113,13 @@ def run(
     host = os.environ.get("DAISY_HOST", "127.0.0.1")  # never all interfaces by default
     states = daisy.run_blockwise([task], host=host, return_states=True, summary=False)
     state = states[task.task_id]
+    log.info(
+        "%s: %d of %d blocks done, %d of them by an earlier run",
+        stage,
+        state.completed_count,
+        state.total_block_count,
+        state.skipped_count,
+    )
     if state.failed_count or state.orphaned_count or not state.is_done():
         error = (state.first_worker_error or "no error message").strip().splitlines()[-1]
         raise BlockwiseError(

@@ -149,6 +149,16 @@ def stamp(path: str | Path, found: dict[str, Any]) -> None:
     zarr.open(str(path), mode="r+").attrs[KEY] = found
 
 
+def stamp_job(
+    path: str | Path, job: Any, inputs: dict[str, str], made_from: str | Path | None = None
+) -> None:
+    """Stamp ``path`` with the record of the Snakemake job ``job`` (a rule script's
+    ``snakemake`` object: its run wildcard, the run's config hash, its stage params)."""
+    run = job.wildcards.run
+    hashes = job.config["config_hashes"]
+    stamp(path, record(run, hashes[run], job.params.stage, inputs, made_from=made_from))
+
+
 def read(path: str | Path) -> dict[str, Any] | None:
     """The record of an output (zarr array, JSON file or checkpoint), if it has one."""
     path = Path(path)

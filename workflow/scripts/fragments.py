@@ -13,13 +13,6 @@ fragment_prediction(
     num_workers=snakemake.threads,
     log_dir=f"{snakemake.log[0]}.workers",
 )
-run = snakemake.wildcards.run
-provenance.stamp(
-    snakemake.output.fragments,
-    provenance.record(
-        run,
-        snakemake.config["config_hashes"][run],
-        snakemake.params.stage,
-        {"prediction": snakemake.input.prediction},
-    ),
+provenance.stamp_job(
+    snakemake.output.fragments, snakemake, {"prediction": snakemake.input.prediction}
 )

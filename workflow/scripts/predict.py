@@ -13,14 +13,6 @@ predict(
     num_workers=snakemake.threads,
     log_dir=f"{snakemake.log[0]}.workers",
 )
-run = snakemake.wildcards.run
-provenance.stamp(
-    snakemake.output[0],
-    provenance.record(
-        run,
-        snakemake.config["config_hashes"][run],
-        snakemake.params.stage,
-        {"raw": stage.raw},
-        made_from=snakemake.input.checkpoint,
-    ),
+provenance.stamp_job(
+    snakemake.output[0], snakemake, {"raw": stage.raw}, made_from=snakemake.input.checkpoint
 )

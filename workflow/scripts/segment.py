@@ -14,13 +14,8 @@ segment_fragments(
     num_workers=snakemake.threads,
     log_dir=f"{snakemake.log[0]}.workers",
 )
-run = snakemake.wildcards.run
-provenance.stamp(
+provenance.stamp_job(
     snakemake.output[0],
-    provenance.record(
-        run,
-        snakemake.config["config_hashes"][run],
-        snakemake.params.stage,
-        {"fragments": snakemake.input.fragments, "graph": snakemake.input.graph},
-    ),
+    snakemake,
+    {"fragments": snakemake.input.fragments, "graph": snakemake.input.graph},
 )

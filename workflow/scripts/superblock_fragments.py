@@ -37,13 +37,4 @@ elif rule in ("fragments_superblock", "edges_superblock"):
     write_done(snakemake.output[0], rule, superblock=sb)
 else:  # publish_fragments
     blockwise.publish(snakemake.output.fragments, snakemake.output.graph)
-    run = snakemake.wildcards.run
-    provenance.stamp(
-        snakemake.output.fragments,
-        provenance.record(
-            run,
-            snakemake.config["config_hashes"][run],
-            snakemake.params.stage,
-            {"prediction": prediction},
-        ),
-    )
+    provenance.stamp_job(snakemake.output.fragments, snakemake, {"prediction": prediction})

@@ -36,14 +36,6 @@ elif rule == "predict_superblock":
     write_done(snakemake.output[0], rule, superblock=sb)
 else:  # publish_prediction
     blockwise.publish(snakemake.output[0])
-    run = snakemake.wildcards.run
-    provenance.stamp(
-        snakemake.output[0],
-        provenance.record(
-            run,
-            snakemake.config["config_hashes"][run],
-            snakemake.params.stage,
-            {"raw": stage.raw},
-            made_from=snakemake.input.checkpoint,
-        ),
+    provenance.stamp_job(
+        snakemake.output[0], snakemake, {"raw": stage.raw}, made_from=snakemake.input.checkpoint
     )

@@ -42,13 +42,4 @@ elif rule == "relabel_superblock":
     write_done(snakemake.output[0], rule, superblock=sb)
 else:  # publish_segmentation
     blockwise.publish(segmentation)
-    run = wildcards.run
-    provenance.stamp(
-        segmentation,
-        provenance.record(
-            run,
-            snakemake.config["config_hashes"][run],
-            snakemake.params.stage,
-            {"fragments": fragments, "graph": graph},
-        ),
-    )
+    provenance.stamp_job(segmentation, snakemake, {"fragments": fragments, "graph": graph})
