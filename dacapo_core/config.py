@@ -32,13 +32,27 @@ NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Shape = list[Annotated[int, Field(gt=0)]]
 
-#: criterion -> "lower" or "higher" is better
+#: criterion of affinities runs -> "lower" or "higher" is better
 CRITERIA: dict[str, str] = {
     "voi": "lower",
     "voi_split": "lower",
     "voi_merge": "lower",
     "arand": "lower",
 }
+
+#: criterion of class runs (per class, then the mean over classes) -> its direction;
+#: f1 is the detection F1 of an instance class, the voxel F1 (Dice) of the others
+CLASS_CRITERIA: dict[str, str] = {
+    "dice": "higher",
+    "iou": "higher",
+    "precision": "higher",
+    "recall": "higher",
+    "f1": "higher",
+    "surface_distance": "lower",
+}
+
+#: every criterion's direction
+DIRECTIONS: dict[str, str] = {**CRITERIA, **CLASS_CRITERIA}
 
 
 class ConfigError(UserError):
@@ -358,9 +372,67 @@ class WatershedConfig(Strict):
 
 
 def _known_criterion(value: str) -> str:
-    if value not in CRITERIA:
-        raise ValueError(f"unknown criterion '{value}' (choose from {sorted(CRITERIA)})")
+    if value not in DIRECTIONS:
+        raise ValueError(f"unknown criterion '{value}' (choose from {sorted(DIRECTIONS)})")
     return value
+
+
+class InstanceOptions(Strict):
+    """An instance class: connected components (face-connected) of its binary array."""
+
+    min_size: int = Field(0, ge=0, description="voxels: smaller components become background")
+
+
+class ThresholdConfig(Strict):
+    """Class runs: one binary array per class, the prediction above a threshold chosen
+    per class from ``thresholds`` in validation; instance classes also get their
+    connected components."""
+
+    type: Literal["threshold"]
+    thresholds: list[float] = Field(
+        default=[-0.5, -0.25, 0.0, 0.25, 0.5],
+        min_length=1,
+        description="in the prediction's units: tanh(distance / scale) in (-1, 1) for "
+        "distances, a probability in (0, 1) for one_hot",
+    )
+    instances: dict[Name, InstanceOptions] = Field(
+        default_factory=dict, description="instance classes: class name -> {min_size: voxels}"
+    )
+
+    def parameter_sets(self) -> list[dict[str, Any]]:
+        return [{"threshold": t} for t in sorted(self.thresholds)]
+
+
+class ArgmaxConfig(Strict):
+    """one_hot runs: one class-label array (label k: the k-th class, 0: background)."""
+
+    type: Literal["argmax"]
+
+    def parameter_sets(self) -> list[dict[str, Any]]:
+        return [{}]
+
+
+#: the post-processors' ``type`` values, and the tasks each serves
+POST_PROCESSOR_TASKS: dict[str, tuple[str, ...]] = {
+    "watershed": ("affinities",),
+    "threshold": ("distances", "one_hot"),
+    "argmax": ("one_hot",),
+}
+
+
+def _post_processor_type(value: Any) -> str:
+    """The post-processor's ``type``; watershed where the config leaves it out."""
+    if isinstance(value, dict):
+        return value.get("type", "watershed")
+    return value.type
+
+
+PostProcessor = Annotated[
+    Annotated[WatershedConfig, Tag("watershed")]
+    | Annotated[ThresholdConfig, Tag("threshold")]
+    | Annotated[ArgmaxConfig, Tag("argmax")],
+    Discriminator(_post_processor_type),
+]
 
 
 Criterion = Annotated[str, AfterValidator(_known_criterion)]
@@ -391,8 +463,16 @@ class RunConfig(Strict):
     trainer: TrainerConfig = TrainerConfig()
     train_until: int = Field(2000, gt=0)
     validation_interval: int = Field(500, gt=0)
-    post_processor: WatershedConfig = WatershedConfig()
-    criterion: Criterion = "voi"
+    post_processor: PostProcessor = Field(
+        WatershedConfig(),
+        description="watershed (affinities, the default), threshold (class runs; the "
+        "default for distances) or argmax (one_hot; its default), by its type",
+    )
+    criterion: Criterion = Field(
+        "voi",
+        description=f"affinities: {', '.join(CRITERIA)}; class runs (default dice): "
+        f"{', '.join(CLASS_CRITERIA)}",
+    )
     start: StartConfig | None = Field(
         None, description="initialise from another run's selected checkpoint (fine-tuning)"
     )
@@ -401,6 +481,22 @@ class RunConfig(Strict):
         description="how validation and apply store affinities (uint8: a quarter of the disk, "
         "steps of 1/255); one policy for both, so tuned thresholds mean the same",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_for_classes(cls, data: Any) -> Any:
+        """A class run's post-processor and criterion default by its task: threshold
+        (distances) or argmax (one_hot), and dice. A given post-processor names its type."""
+        if not isinstance(data, dict) or not isinstance(data.get("task"), dict):
+            return data
+        kind = _task_type(data["task"])
+        if kind == "affinities":
+            return data
+        data = dict(data)
+        data.setdefault("criterion", "dice")
+        if data.get("post_processor") is None:
+            data["post_processor"] = {"type": "threshold" if kind == "distances" else "argmax"}
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -484,6 +580,16 @@ class DemoConfig(Strict):
 
     container: str = "data/demo.zarr"
     voxel_size: Shape = [8, 8, 8]
+    kind: Literal["cells", "organelles"] = Field(
+        "cells",
+        description="cells: dense cell labels (affinities); organelles: mitochondria "
+        "(instances), ER and vesicles, for class runs (README): one container per "
+        "region inside container (a folder), e.g. CONTAINER/train.zarr",
+    )
+
+    def holds(self, container: str) -> bool:
+        """Whether the demo makes ``container`` (itself, or a container inside it)."""
+        return container == self.container or container.startswith(f"{self.container}/")
 
 
 class ExperimentConfig(Strict):
@@ -522,8 +628,9 @@ class ResolvedRun(BaseModel):
 def _format(error: ValidationError) -> str:
     first = error.errors()[0]
     loc = first["loc"]
-    # a task's type appears in the location after "task" (the union's tag): not a key
-    tags = [i for i in range(1, len(loc)) if loc[i - 1] == "task" and loc[i] in TASK_TYPES]
+    # a task's or post-processor's type appears in the location after it (the union's tag)
+    unions = {"task": TASK_TYPES, "post_processor": tuple(POST_PROCESSOR_TASKS)}
+    tags = [i for i in range(1, len(loc)) if loc[i] in unions.get(loc[i - 1], ())]
     kept = [p for i, p in enumerate(loc) if i not in tags]
     where = ".".join(str(p) for p in kept if not str(p).startswith("function-"))
     if first["type"] == "extra_forbidden":
@@ -582,7 +689,8 @@ def _check_references(cfg: ExperimentConfig) -> None:
                 raise ConfigError(
                     f"runs.{name}.architecture.downsample_factors[{i}]: needs {dims} entries"
                 )
-        if run.post_processor.fragments.method == "waterz" and dims != 3:
+        post = run.post_processor
+        if isinstance(post, WatershedConfig) and post.fragments.method == "waterz" and dims != 3:
             raise ConfigError(
                 f"runs.{name}.post_processor.fragments.method: waterz needs 3D affinities "
                 "(use seeded)"
@@ -597,6 +705,7 @@ def _check_references(cfg: ExperimentConfig) -> None:
                     where = f"runs.{name}.trainer.augments[{i}].{key}"
                     raise ConfigError(f"{where}: needs {dims} entries")
     _check_classes(cfg)
+    _check_post_processors(cfg)
     _check_starts(cfg, runs)
     targets = set()
     for i, entry in enumerate(cfg.apply):
@@ -609,6 +718,13 @@ def _check_references(cfg: ExperimentConfig) -> None:
         targets.add((entry.run, entry.target))
         if entry.roi is not None and not re.fullmatch(r"\[[-0-9:, ]+\]", entry.roi):
             raise ConfigError(f"apply[{i}].roi: expected '[z0:z1,y0:y1,x0:x1]', got {entry.roi!r}")
+        if isinstance(runs[entry.run].run.task, ClassTask):
+            for key in ("threshold", "merge_function", "min_size"):
+                if getattr(entry, key) is not None:
+                    raise ConfigError(
+                        f"apply[{i}].{key}: a class run's target pins only its iteration "
+                        "(thresholds are chosen per class)"
+                    )
 
 
 def _check_classes(cfg: ExperimentConfig) -> None:
@@ -628,14 +744,48 @@ def _check_classes(cfg: ExperimentConfig) -> None:
                 )
 
 
-def check_workflow_support(cfg: ExperimentConfig) -> None:
-    """The workflow validates, selects and applies affinities runs only, so far: a class
-    run stops the workflow before any job, not after its training."""
+def _check_post_processors(cfg: ExperimentConfig) -> None:
+    """A run's post-processor and criterion fit its task."""
     for name, run in cfg.runs.items():
-        if not isinstance(run.task, AffinitiesTask):
+        where = f"runs.{name}"
+        task, post = run.task, run.post_processor
+        if task.type not in POST_PROCESSOR_TASKS[post.type]:
+            fits = [t for t, tasks in POST_PROCESSOR_TASKS.items() if task.type in tasks]
             raise ConfigError(
-                f"runs.{name}.task: {run.task.type} runs train with dacapo_core.train.train "
-                "but the workflow cannot validate or apply them yet"
+                f"{where}.post_processor.type: {post.type} does not post-process {task.type} "
+                f"predictions (use {' or '.join(fits)})"
+            )
+        criteria = CRITERIA if isinstance(task, AffinitiesTask) else CLASS_CRITERIA
+        if run.criterion not in criteria:
+            raise ConfigError(
+                f"{where}.criterion: '{run.criterion}' does not score {task.type} runs "
+                f"(choose from {', '.join(criteria)})"
+            )
+        if isinstance(post, ThresholdConfig):
+            low = -1.0 if isinstance(task, DistancesTask) else 0.0
+            for i, threshold in enumerate(post.thresholds):
+                if not low < threshold < 1:
+                    raise ConfigError(
+                        f"{where}.post_processor.thresholds[{i}]: {threshold} is outside "
+                        f"({low:g}, 1), the range of {task.type} predictions"
+                    )
+            for cls in post.instances:
+                if cls not in task.classes:
+                    raise ConfigError(
+                        f"{where}.post_processor.instances.{cls}: unknown class '{cls}' "
+                        f"(classes: {', '.join(task.classes)})"
+                    )
+
+
+def check_workflow_support(cfg: ExperimentConfig) -> None:
+    """What the workflow cannot do yet stops it before any job, not after training:
+    class post-processing of an apply target cut into superblocks."""
+    runs = cfg.resolved_runs()
+    for i, entry in enumerate(cfg.apply):
+        if isinstance(runs[entry.run].run.task, ClassTask) and entry.superblock_shape:
+            raise ConfigError(
+                f"apply[{i}].superblock_shape: class runs post-process a target as one "
+                "superblock for now (leave superblock_shape out)"
             )
 
 

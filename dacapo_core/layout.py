@@ -24,6 +24,11 @@ PREDICTION = f"{VOLUME}/prediction"
 FRAGMENTS = f"{VOLUME}/fragments"
 SEGMENTATION = f"{VOLUME}/segmentation"
 GRAPH = f"{VOLUME}.graph"
+#: a class run's post-processing: a class's binary array (threshold), an instance
+#: class's connected components, or the class labels of a one_hot run (argmax)
+CLASS_MASK = f"{VOLUME}/classes/{{cls}}"
+CLASS_INSTANCES = f"{VOLUME}/instances/{{cls}}"
+ARGMAX = f"{VOLUME}/argmax"
 
 VALIDATION_VOLUME = "validation/{it}/{dataset}"
 APPLY_VOLUME = "apply/{target}"

@@ -240,9 +240,7 @@ def _repetitions(cfg: ExperimentConfig, name: str) -> list[str]:
 def check(cfg: ExperimentConfig) -> None:
     """Open every dataset the config uses; check metadata, voxel sizes, shapes, ROIs,
     channels, NaNs and labels."""
-    demo = {
-        name for name, d in cfg.datasets.items() if cfg.demo and d.container == cfg.demo.container
-    }
+    demo = {name for name, d in cfg.datasets.items() if cfg.demo and cfg.demo.holds(d.container)}
     splits = [run.datasplit for run in cfg.runs.values()]
     labelled = {ds for split in splits for ds in (*split.train, *split.validate_)}
     for name in cfg.datasets:

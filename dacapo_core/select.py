@@ -16,7 +16,7 @@ import xarray as xr
 
 from . import layout
 from .arrays import DataError, read_json
-from .config import CRITERIA
+from .config import CLASS_CRITERIA, CRITERIA
 from .stages import ChoiceStage
 
 
@@ -75,6 +75,71 @@ def select_best(scores: xr.DataArray) -> dict[str, Any]:
     return best
 
 
+def is_class_scores(score_files: Iterable[str | Path]) -> bool:
+    """Whether validation scores are a class run's (per-class sections)."""
+    first = read_json(next(iter(score_files)))
+    return any("classes" in ds for ds in first["datasets"].values())
+
+
+def class_values(doc: dict[str, Any], criterion: str) -> dict[str, np.ndarray]:
+    """Per class, the criterion of each parameter set at one iteration: the mean over
+    the datasets that annotate the class."""
+    per_class: dict[str, list[list[float]]] = {}
+    for ds in doc["datasets"].values():
+        for name, section in ds["classes"].items():
+            values = [r["scores"][criterion] for r in section["results"]]
+            per_class.setdefault(name, []).append(values)
+    return {name: np.mean(values, axis=0) for name, values in per_class.items()}
+
+
+def select_classes(score_files: Iterable[str | Path]) -> dict[str, Any]:
+    """Per class criterion: the iteration whose mean over classes of each class's best
+    parameter set is best, and each class's parameters and value at that iteration.
+
+    A class no validation dataset annotates has no entry (apply uses its default).
+    """
+    docs = sorted((read_json(p) for p in score_files), key=lambda d: d["iteration"])
+    if not docs:
+        raise DataError("no validation scores to select from")
+    parameter_sets = [
+        [r["parameters"] for r in section["results"]]
+        for ds in docs[0]["datasets"].values()
+        for section in ds["classes"].values()
+    ][:1] or [[{}]]
+    best = {}
+    for criterion, direction in sorted(CLASS_CRITERIA.items()):
+        pick = np.argmin if direction == "lower" else np.argmax
+        candidates = []
+        for doc in docs:
+            values = class_values(doc, criterion)
+            classes = {
+                name: {
+                    "parameters": parameter_sets[0][int(pick(v))],
+                    "value": float(v[int(pick(v))]),
+                }
+                for name, v in sorted(values.items())
+            }
+            mean = float(np.mean([c["value"] for c in classes.values()])) if classes else 0.0
+            candidates.append((doc["iteration"], mean, classes))
+        i = int(pick([mean for _, mean, _ in candidates]))  # ties: the earlier iteration
+        iteration, mean, classes = candidates[i]
+        best[criterion] = {
+            "iteration": iteration,
+            "value": mean,
+            "direction": direction,
+            "classes": classes,
+        }
+    return best
+
+
+def select(score_files: Iterable[str | Path]) -> dict[str, Any]:
+    """best.json's content: per criterion of the run's kind (affinities or classes)."""
+    score_files = list(score_files)
+    if score_files and is_class_scores(score_files):
+        return select_classes(score_files)
+    return select_best(load_scores(score_files))
+
+
 def checkpoint_of(checkpoints: Iterable[str], iteration: int) -> str:
     """The checkpoint of ``iteration`` among a run's checkpoint files."""
     matches = [c for c in checkpoints if Path(c).name == f"{iteration}.pt"]
@@ -130,6 +195,14 @@ def apply_choice(
     ``apply_inputs`` names.
     """
     criterion = pins.criterion
+    if criterion in CLASS_CRITERIA:  # a class run: only its iteration is pinned
+        choice = {"iteration": pins.iteration or read_json(best)[criterion]["iteration"]}
+        if parameters:
+            selected = read_json(best) if pins.iteration is None else select_classes([scores])
+            choice["classes"] = {
+                name: c["parameters"] for name, c in selected[criterion]["classes"].items()
+            }
+        return choice
     choice: dict[str, Any] = {
         "iteration": pins.iteration or read_json(best)[criterion]["iteration"]
     }

@@ -26,6 +26,7 @@ from . import arrays
 from .config import (
     ApplyConfig,
     DatasetConfig,
+    PostProcessor,
     ResolvedRun,
     RunConfig,
     StartConfig,
@@ -113,6 +114,28 @@ class ScoreStage(Strict):
             parameter_sets=run.post_processor.parameter_sets(),
             criterion=run.criterion,
         )
+
+
+class ClassScoreStage(Strict):
+    """Per-class scores of a class prediction (a file input) on a validation crop."""
+
+    dataset: DatasetConfig
+    task: Task
+    post_processor: PostProcessor
+
+    @classmethod
+    def of(cls, run: RunConfig, dataset: DatasetConfig) -> ClassScoreStage:
+        return cls(dataset=dataset, task=run.task, post_processor=run.post_processor)
+
+
+class ClassPostStage(Strict):
+    """One class of an apply target's prediction (a file input) as a binary array (its
+    chosen threshold), or its instances (components of that array, ``min_size``)."""
+
+    name: str
+    threshold: float | None = None
+    min_size: int | None = None
+    block_shape: list[int]
 
 
 class AgglomerateStage(Strict):

@@ -324,11 +324,75 @@ def test_a_class_naming_an_array_the_crop_lacks_stops_preflight(crop):
     preflight.check(config.parse(data))
 
 
-def test_the_workflow_refuses_class_runs_in_one_line_before_any_job(crop):
+def test_class_runs_default_to_their_post_processor_and_dice(crop):
     data, _, _ = crop
-    cfg = config.parse(data)
+    run = config.parse(data).runs["r"]
+    assert run.post_processor.type == "threshold" and run.criterion == "dice"
+    data["runs"]["r"]["task"]["type"] = "one_hot"
+    data["runs"]["r"]["task"]["classes"] = {"mito": {"labels": [3, 4]}, "er": {"array": "gt_er"}}
+    run = config.parse(data).runs["r"]
+    assert run.post_processor.type == "argmax" and run.criterion == "dice"
+    assert config.parse(minimal_affinities()).runs["r"].post_processor.type == "watershed"
+
+
+def minimal_affinities() -> dict:
+    return {
+        "datasets": {"a": {"container": "x.zarr", "raw": "raw", "gt": "gt"}},
+        "runs": {"r": {"datasplit": {"train": ["a"]}}},
+    }
+
+
+def threshold(**keys) -> dict:
+    return {"type": "threshold", **keys}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda d: d["runs"]["r"].update(post_processor={"type": "argmax"}),
+            "runs.r.post_processor.type: argmax does not post-process distances predictions "
+            "(use threshold)",
+        ),
+        (
+            lambda d: d["runs"]["r"].update(post_processor={"type": "watershed"}),
+            "runs.r.post_processor.type: watershed does not post-process distances",
+        ),
+        (
+            lambda d: d["runs"]["r"].update(post_processor=threshold(instances={"golgi": {}})),
+            "runs.r.post_processor.instances.golgi: unknown class 'golgi' (classes: mito, ",
+        ),
+        (
+            lambda d: d["runs"]["r"].update(post_processor=threshold(thresholds=[0, 1.5])),
+            "runs.r.post_processor.thresholds[1]: 1.5 is outside (-1, 1)",
+        ),
+        (
+            lambda d: d["runs"]["r"].update(criterion="voi"),
+            "runs.r.criterion: 'voi' does not score distances runs (choose from dice, ",
+        ),
+        (
+            lambda d: d["runs"]["r"].update(criterion="dicey"),
+            "runs.r.criterion: Value error, unknown criterion 'dicey'",
+        ),
+        (
+            lambda d: d.update(apply=[{"run": "r", "input": "a", "threshold": 0.5}]),
+            "apply[0].threshold: a class run's target pins only its iteration",
+        ),
+    ],
+)
+def test_bad_class_post_processor_is_one_line(mutate, expected):
+    message = bad(mutate)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_the_workflow_refuses_class_targets_of_several_superblocks_in_one_line(crop):
+    data, _, _ = crop
+    config.check_workflow_support(config.parse(data))  # class runs validate and apply
+    data["apply"] = [{"run": "r", "input": "a", "superblock_shape": [8, 8, 8]}]
     with pytest.raises(config.ConfigError) as e:
-        config.check_workflow_support(cfg)
-    assert str(e.value).startswith("runs.r.task: distances runs train with dacapo_core.train")
+        config.check_workflow_support(config.parse(data))
+    assert str(e.value).startswith("apply[0].superblock_shape: class runs post-process a target")
     data["runs"]["r"]["task"] = {}
+    data["runs"]["r"]["criterion"] = "voi"
     config.check_workflow_support(config.parse(data))

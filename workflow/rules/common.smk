@@ -13,7 +13,10 @@ from dacapo_core import config as dconfig
 from dacapo_core import preflight, provenance
 from dacapo_core.arrays import array_path, open_array, read_json
 from dacapo_core.layout import (
+    ARGMAX,
     BEST,
+    CLASS_INSTANCES,
+    CLASS_MASK,
     BEST_PREDICTIONS,
     CHECKPOINT,
     CHOICE,
@@ -44,6 +47,8 @@ from dacapo_core.select import apply_choice, apply_inputs
 from dacapo_core.stages import (
     AgglomerateStage,
     ChoiceStage,
+    ClassPostStage,
+    ClassScoreStage,
     PredictStage,
     ScoreStage,
     TrainStage,
@@ -99,6 +104,20 @@ def superblock_plans() -> dict[tuple[str, str], Superblocks]:
     return plans
 
 
+def is_class_run(name: str) -> bool:
+    return isinstance(RUNS[name].run.task, dconfig.ClassTask)
+
+
+def runs_regex(names) -> str:
+    """A wildcard constraint matching exactly these runs (none: matching nothing)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+#: wildcard constraints of the rules that only affinities or only class runs have
+AFFINITY_RUNS = runs_regex(n for n in RUNS if not is_class_run(n))
+CLASS_RUNS = runs_regex(n for n in RUNS if is_class_run(n))
+
+
 def run_record(name: str) -> dict:
     """run.json's content: the resolved run and the datasets."""
     return {
@@ -121,6 +140,7 @@ wildcard_constraints:
     sb=r"\d+(?:_\d+)*",
     chunk=r"\d+(?:_\d+)*",
     level=r"\d+",
+    cls=r"[A-Za-z0-9_.-]+",
 
 
 def keep_or_temp(path):
@@ -138,8 +158,9 @@ def run_of(wildcards):
 
 
 def container(name: str) -> str:
-    """The zarr container of a dataset (made by make_demo_data for the demo)."""
-    return DATASETS[name].container
+    """The zarr container of a dataset; the demo's folder where the demo makes it."""
+    own = DATASETS[name].container
+    return EXPERIMENT.demo.container if EXPERIMENT.demo and EXPERIMENT.demo.holds(own) else own
 
 
 def array(name: str, role: str) -> str:
@@ -154,7 +175,7 @@ def stage(model) -> dict:
 
 def dataset_dims(name: str) -> int:
     """Spatial dimensions of a dataset's raw (the demo's before it is made)."""
-    if EXPERIMENT.demo is not None and DATASETS[name].container == EXPERIMENT.demo.container:
+    if EXPERIMENT.demo is not None and EXPERIMENT.demo.holds(DATASETS[name].container):
         return len(EXPERIMENT.demo.voxel_size)
     return open_array(array(name, "raw")).voxel_size.dims
 
@@ -195,6 +216,70 @@ def validate_predict_stage(wildcards) -> dict:
 
 def score_stage(wildcards) -> dict:
     return stage(ScoreStage.of(run_of(wildcards).run, DATASETS[wildcards.dataset]))
+
+
+def class_score_stage(wildcards) -> dict:
+    return stage(ClassScoreStage.of(run_of(wildcards).run, DATASETS[wildcards.dataset]))
+
+
+def class_default(run: dconfig.RunConfig) -> dict:
+    """The parameters of a class no validation crop scored: the boundary (distances,
+    0) or an even chance (one_hot, 0.5)."""
+    return {"threshold": 0.0 if isinstance(run.task, dconfig.DistancesTask) else 0.5}
+
+
+def class_post_stage(wildcards) -> dict:
+    """A class of an apply target: its chosen threshold."""
+    run = run_of(wildcards).run
+    chosen = choice(wildcards, parameters=True)["classes"]
+    params = chosen.get(wildcards.cls, class_default(run))
+    entry = apply_entry(wildcards)
+    return stage(
+        ClassPostStage(
+            name=wildcards.cls,
+            threshold=params["threshold"],
+            block_shape=entry.blocks(dataset_dims(entry.input)),
+        )
+    )
+
+
+def components_stage(wildcards) -> dict:
+    """An instance class of an apply target: its min_size (the threshold is its input's)."""
+    entry = apply_entry(wildcards)
+    return stage(
+        ClassPostStage(
+            name=wildcards.cls,
+            min_size=run_of(wildcards).run.post_processor.instances[wildcards.cls].min_size,
+            block_shape=entry.blocks(dataset_dims(entry.input)),
+        )
+    )
+
+
+def class_post_inputs(wildcards) -> dict[str, str]:
+    """An apply target's prediction; until the choice is known, also the checkpoint
+    ``choose`` (see ``segment_inputs``)."""
+    choice(wildcards, parameters=True)
+    return {"prediction": path(apply(PREDICTION), run=wildcards.run, target=wildcards.target)}
+
+
+def argmax_stage(wildcards) -> dict:
+    entry = apply_entry(wildcards)
+    return {"block_shape": entry.blocks(dataset_dims(entry.input))}
+
+
+def apply_outputs(run: str, target: str) -> list[str]:
+    """What an apply target ends in: its segmentation (affinities), its argmax labels
+    (argmax), or each class's binary array and each instance class's instances."""
+    post = RUNS[run].run.post_processor
+    names = {"run": run, "target": target}
+    if isinstance(post, dconfig.WatershedConfig):
+        return [path(apply(SEGMENTATION), **names)]
+    if isinstance(post, dconfig.ArgmaxConfig):
+        return [path(apply(ARGMAX), **names)]
+    classes = RUNS[run].run.task.classes
+    return [path(apply(CLASS_MASK), cls=c, **names) for c in classes] + [
+        path(apply(CLASS_INSTANCES), cls=c, **names) for c in post.instances
+    ]
 
 
 def fragment_stage(wildcards) -> dict:
@@ -338,10 +423,11 @@ def all_targets() -> list[str]:
     targets = []
     for name in RUNS:
         targets += [path(RUN_JSON, run=name), path(BEST, run=name)]
-        targets += [path(FIGURE, run=name, name=f) for f in FIGURES]
+        figures = ["loss"] if is_class_run(name) else FIGURES  # class figures: not yet
+        targets += [path(FIGURE, run=name, name=f) for f in figures]
         targets += best_predictions(name)
     for run, target in APPLY:
-        targets.append(path(apply(SEGMENTATION), run=run, target=target))
+        targets += apply_outputs(run, target)
     return targets
 
 

@@ -30,6 +30,8 @@ rule validate_score:
     output:
         scores=DATASET_SCORES,
         segmentation=directory(validation(SEGMENTATION)),
+    wildcard_constraints:
+        run=AFFINITY_RUNS,  # class runs: validate_classes (classes.smk)
     params:
         stage=score_stage,
     log:
