@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -39,12 +40,16 @@ def model(tmp_path_factory):
 
 
 def chunk_files(array_dir: Path) -> dict[Path, int]:
-    """Chunk file -> modification time (metadata and block tracking left out)."""
-    return {
-        p: p.stat().st_mtime_ns
-        for p in array_dir.rglob("*")
-        if p.is_file() and not p.name.startswith(".") and ".daisy" not in p.parts
-    }
+    """Chunk file -> modification time (metadata, block tracking and the temporary
+    files zarr writes a chunk to, then renames, left out)."""
+    found = {}
+    for p in array_dir.rglob("*"):
+        if p.name.startswith(".") or p.name.endswith(".partial") or ".daisy" in p.parts:
+            continue
+        with contextlib.suppress(FileNotFoundError):  # renamed while we looked
+            if p.is_file():
+                found[p] = p.stat().st_mtime_ns
+    return found
 
 
 def test_killed_predict_reruns_only_unfinished_blocks(model):
