@@ -40,8 +40,9 @@ from dacapo_core.config import FragmentOptions
 from dacapo_core.demo import cells, membranes
 from dacapo_core.segment import Graph, fragments, merge_history, shard
 from dacapo_core.segment.hierarchy import leaf_graphs
-from dacapo_core.segment.octree import Octree, agglomerate_chunk, chunk_name, label_chunk
+from dacapo_core.segment.octree import Octree, agglomerate_chunk, label_chunk
 from dacapo_core.stages import AgglomerateStage
+from dacapo_core.superblocks import Superblocks
 
 BLOCK, CHUNK = 32, 2
 #: the segmentation's parameters: merges at or above its threshold are not needed
@@ -115,7 +116,7 @@ def measure(edge: int, work: Path) -> dict[str, Any]:
     parts = leaves(edge)
     dense = compact = stored = n_rows = 0
     for chunk, graph in parts.items():
-        path = rows / f"{chunk_name(chunk)}.sqlite"
+        path = rows / f"{Superblocks.name(chunk)}.sqlite"
         shard.write(path, graph, roi, Coordinate(1, 1, 1))
         graph.save_block(work / "block.npz")
         n_rows += len(graph.edges)

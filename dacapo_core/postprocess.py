@@ -36,6 +36,7 @@ from scipy import ndimage, sparse
 from scipy.sparse.csgraph import connected_components
 
 from . import arrays, blockwise, codec
+from .segment.relabel import relabel
 
 
 def channel_index(prediction: str, name: str) -> int:
@@ -55,47 +56,37 @@ def read_channel(array: Array, path: str, channel: int, roi: Roi) -> np.ndarray:
 
 
 @dataclass
-class ThresholdWorker(blockwise.BlockWorker):
-    prediction: str
+class MapWorker(blockwise.BlockWorker):
+    """Reads one array and writes another, block by block."""
+
+    source_path: str
     out: str
-    channel: int
-    threshold: float
 
     def setup(self) -> None:
-        self.source = arrays.open_array(self.prediction)
+        self.source = arrays.open_array(self.source_path)
         self.target = arrays.open_array(self.out, mode="r+")
-
-    def process(self, block: daisy.Block) -> None:
-        roi = block.write_roi
-        values = read_channel(self.source, self.prediction, self.channel, roi)
-        self.target[roi] = (values > self.threshold).astype(np.uint8)
 
 
 @dataclass
-class ArgmaxWorker(blockwise.BlockWorker):
-    prediction: str
-    out: str
+class ThresholdWorker(MapWorker):
+    channel: int
+    threshold: float
 
-    def setup(self) -> None:
-        self.source = arrays.open_array(self.prediction)
-        self.target = arrays.open_array(self.out, mode="r+")
+    def process(self, block: daisy.Block) -> None:
+        roi = block.write_roi
+        values = read_channel(self.source, self.source_path, self.channel, roi)
+        self.target[roi] = (values > self.threshold).astype(np.uint8)
 
+
+class ArgmaxWorker(MapWorker):
     def process(self, block: daisy.Block) -> None:
         roi = block.write_roi
         stored = self.source.to_ndarray(roi)  # the scale is monotonic: argmax as stored
         self.target[roi] = np.argmax(stored, axis=0).astype(self.target.dtype)
 
 
-@dataclass
-class LabelWorker(blockwise.BlockWorker):
+class LabelWorker(MapWorker):
     """Components within a block, named by the whole-volume index of their first voxel."""
-
-    mask: str
-    out: str
-
-    def setup(self) -> None:
-        self.source = arrays.open_array(self.mask)
-        self.target = arrays.open_array(self.out, mode="r+")
 
     def process(self, block: daisy.Block) -> None:
         roi = block.write_roi
@@ -144,23 +135,17 @@ class FaceWorker(blockwise.BlockWorker):
 
 
 @dataclass
-class RelabelWorker(blockwise.BlockWorker):
-    labels: str
-    out: str
+class RelabelWorker(MapWorker):
     lookup: str
 
     def setup(self) -> None:
-        self.source = arrays.open_array(self.labels)
-        self.target = arrays.open_array(self.out, mode="r+")
+        super().setup()
         table = np.load(self.lookup)
         self.nodes, self.instances = table["nodes"], table["instances"]
 
     def process(self, block: daisy.Block) -> None:
         data = self.source.to_ndarray(block.write_roi)
-        out = np.zeros(data.shape, np.uint64)
-        inside = data != 0
-        out[inside] = self.instances[np.searchsorted(self.nodes, data[inside])]
-        self.target[block.write_roi] = out
+        self.target[block.write_roi] = relabel(data, self.nodes, self.instances)
 
 
 def join(folder: Path, min_size: int) -> tuple[np.ndarray, np.ndarray]:

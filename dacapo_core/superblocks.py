@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -75,10 +76,7 @@ class Superblocks:
         return tuple(-(-r // s) for r, s in zip(self.roi.shape, self.shape, strict=True))
 
     def __len__(self) -> int:
-        count = 1
-        for g in self.grid:
-            count *= g
-        return count
+        return math.prod(self.grid)
 
     def indices(self) -> list[Index]:
         return list(itertools.product(*(range(g) for g in self.grid)))

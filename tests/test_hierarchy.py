@@ -27,8 +27,9 @@ from dacapo_core.segment.hierarchy import (
     occurrences,
     octree,
 )
-from dacapo_core.segment.octree import Octree, agglomerate_chunk, chunk_name, label_chunk
+from dacapo_core.segment.octree import Octree, agglomerate_chunk, label_chunk
 from dacapo_core.stages import AgglomerateStage
+from dacapo_core.superblocks import Superblocks
 
 BLOCK = 12  # voxels per block edge
 CHUNK = 2  # blocks per chunk edge: 72^3 voxels are 6^3 blocks, 3^3 chunks
@@ -152,7 +153,7 @@ def test_octree_jobs_on_shards_give_each_leaf_the_whole_graph_lookup(graph, tmp_
     roi, voxel = Roi((0, 0, 0), SHAPE), Coordinate(1, 1, 1)
     (tmp_path / "rows").mkdir()
     for chunk, rows in leaves.items():
-        shard.write(tmp_path / "rows" / f"{chunk_name(chunk)}.sqlite", rows, roi, voxel)
+        shard.write(tmp_path / "rows" / f"{Superblocks.name(chunk)}.sqlite", rows, roi, voxel)
     tree = Octree(tmp_path / "rows", tmp_path / "work", (3, 3, 3))
     assert tree.grids() == [(3, 3, 3), (2, 2, 2), (1, 1, 1)]
     stage = AgglomerateStage(merge_function="hist_quant_75", min_size=300, threshold=0.5)

@@ -112,7 +112,8 @@ def test_start_files(package, finished, tmp_path):
     torch.save(new_model(stage).state_dict(), plain)
     for path in (source, plain):
         assert init_from(new_model(stage), path) == []
-    head = {k: v for k, v in torch.load(plain).items() if not k.startswith("head.")}
+    state = torch.load(plain, weights_only=True)
+    head = {k: v for k, v in state.items() if not k.startswith("head.")}
     torch.save({"state_dict": {**head, "head.weight": torch.zeros(2, 4, 1, 1, 1)}}, plain)
     fresh = init_from(new_model(stage), plain)
     assert fresh == ["head.weight (2, 4, 1, 1, 1) -> (6, 4, 1, 1, 1)", "head.bias missing -> (6,)"]

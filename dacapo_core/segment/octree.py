@@ -29,13 +29,10 @@ import numpy as np
 from funlib.geometry import Coordinate, Roi
 
 from ..stages import AgglomerateStage
+from ..superblocks import Superblocks
 from . import shard
 from .graph import Graph
 from .hierarchy import Chunk, ChunkResult, chunk_labels, chunk_step, neighbours, parent
-
-
-def chunk_name(chunk: Chunk) -> str:
-    return "_".join(map(str, chunk))
 
 
 @dataclass(frozen=True)
@@ -63,7 +60,7 @@ class Octree:
     def inputs(self, level: int, chunk: Chunk) -> list[Path]:
         """A leaf's rows, or the results of the chunk's children one level down."""
         if level == 0:
-            return [self.rows / f"{chunk_name(chunk)}.sqlite"]
+            return [self.rows / f"{Superblocks.name(chunk)}.sqlite"]
         below = self.grids()[level - 1]
         children = (
             tuple(2 * c + o for c, o in zip(chunk, offset, strict=True))
@@ -76,10 +73,10 @@ class Octree:
         ]
 
     def result(self, level: int, chunk: Chunk) -> Path:
-        return self.work / f"level{level}" / f"{chunk_name(chunk)}.sqlite"
+        return self.work / f"level{level}" / f"{Superblocks.name(chunk)}.sqlite"
 
     def labels(self, level: int, chunk: Chunk) -> Path:
-        return self.work / "labels" / f"level{level}" / f"{chunk_name(chunk)}.npz"
+        return self.work / "labels" / f"level{level}" / f"{Superblocks.name(chunk)}.npz"
 
     def around(self, level: int, chunk: Chunk) -> list[Path]:
         """The inputs of the chunk's neighbours at its level."""
