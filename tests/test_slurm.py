@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import BIN, REPO, TINY, snakemake, write_config
+from conftest import BIN, REPO, TINY, copy_workdir, snakemake, write_config
 
 from dacapo_core import arrays, cli, profiles, provenance
 
@@ -155,3 +155,65 @@ def test_a_failing_job_fails_the_workflow_and_names_its_slurm_log(cluster, tmp_p
     assert named, result.stderr[-3000:]  # the SLURM log of the failed job is named
     assert "did not complete successfully" in Path(named[-1]).read_text()
     assert "cuda" in (tmp_path / "logs/train/tiny/10.log").read_text().lower()  # the cause
+
+
+def tracked_blocks(workdir: Path, stage: str) -> int:
+    """Blocks daisy recorded done for ``stage`` in the staged prediction (its tracking
+    keeps a zarr v3 array ``done`` of uint8 flags, one per block, uncompressed)."""
+    done = workdir / "results/tiny/apply/test_sb.zarr/prediction.partial/.daisy" / stage / "done"
+    chunks = [p for p in (done / "c").rglob("*") if p.is_file()] if done.exists() else []
+    return sum(sum(p.read_bytes()) for p in chunks)
+
+
+def superblocks_of(output: str, rule: str) -> list[str]:
+    """The superblocks of the jobs of ``rule`` that Snakemake's log reports (once each:
+    the logs of failed jobs that it prints repeat their start)."""
+    starts = rf"^rule {rule}:\n(?:    .*\n)*?    wildcards: .*sb=(\S+)"  # not its errors
+    return sorted(set(re.findall(starts, output, flags=re.MULTILINE)))
+
+
+@pytest.mark.slow
+def test_a_cancelled_superblock_job_reruns_only_its_unfinished_blocks(cluster, tmp_path, finished):
+    """Two superblocks through sbatch: one predict job cancelled with scancel between
+    its first and last block; the rerun predicts only that superblock's remaining
+    blocks, submits nothing for the other, and the result is the local one."""
+    workdir = copy_workdir(finished[0], tmp_path / "wd")
+    config = yaml.safe_load(finished[1].read_text())
+    entry = {**config["apply"][0], "name": "test_sb", "num_workers": 1}
+    config["apply"].append({**entry, "superblock_shape": [40, 120, 120]})  # 2 superblocks
+    config = write_config(workdir, config)
+    arrays_but_predict = ["--slurm-array-jobs", "fragments_superblock,edges_superblock"]
+    args = ["--profile", str(REPO / "profiles/slurm"), "--configfile", str(config)]
+    args += [*FAST_POLLING, *SITE, *arrays_but_predict, "--retries", "0"]
+    command = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    stage, deadline = "predict-0_0_0", time.monotonic() + 600
+    while not 0 < tracked_blocks(workdir, stage) < 9 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    queued = subprocess.run(["squeue", "-h", "-o", "%i|%k"], capture_output=True, text=True)
+    comment = "rule_predict_superblock_wildcards_tiny_test_sb_0_0_0"  # the plugin's
+    target = [line.split("|")[0] for line in queued.stdout.split() if line.endswith(comment)]
+    assert target, queued.stdout
+    subprocess.run(["scancel", target[0]], check=True)  # as a user does
+    output = first.communicate(timeout=600)[0].decode()
+    assert first.returncode != 0  # the cancelled job failed the run
+    assert superblocks_of(output, "predict_superblock") == ["0_0_0", "1_0_0"]
+    done_before = tracked_blocks(workdir, stage)
+    assert 0 < done_before < 9
+
+    again = snakemake(workdir, *args, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert superblocks_of(again.stderr, "predict_superblock") == ["0_0_0"]  # not 1_0_0
+    log = (workdir / "logs/superblocks/tiny/test_sb/predict/0_0_0.log").read_text()
+    last = re.findall(rf"{stage}: (\d+) of 9 blocks done, (\d+) of them by an earlier run", log)
+    assert last[-1] == ("9", str(done_before))  # the rerun predicted only the rest
+    accounting = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-S", cluster, "-o", "JobID,State"],
+        capture_output=True,
+        text=True,
+    )
+    assert "CANCELLED" in accounting.stdout, accounting.stdout
+    sb = arrays.open_array(workdir / "results/tiny/apply/test_sb.zarr/segmentation")
+    local = arrays.open_array(finished[0] / "results/tiny/apply/test_a.zarr/segmentation")
+    assert np.array_equal(sb.to_ndarray(sb.roi), local.to_ndarray(local.roi))
