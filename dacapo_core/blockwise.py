@@ -12,7 +12,6 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import daisy
@@ -28,11 +27,17 @@ class BlockwiseError(RuntimeError):
 
 
 class BlockWorker:
-    """A daisy worker function: set up once (open arrays, load a model), then process
-    blocks until none are left. Subclasses implement ``setup`` and ``process``."""
+    """A daisy worker: set up once (open arrays, load a model), then process blocks
+    until none are left. Subclasses implement ``setup`` and ``process``.
+
+    With several workers, daisy spawns a process per worker that runs ``__call__``;
+    with one, ``run`` calls ``process_block`` in the job's own process, which saves
+    the worker's start-up (an interpreter and its imports, seconds per stage)."""
 
     #: daisy's id of this worker process (0 .. num_workers - 1), known in ``setup``
     worker_id: int = 0
+    #: set up in this process (a spawned worker gets a copy made before it was)
+    ready: bool = False
 
     def setup(self) -> None:
         """Per-process preparation; runs in the worker, not in the scheduler."""
@@ -40,21 +45,29 @@ class BlockWorker:
     def process(self, block: daisy.Block) -> None:
         raise NotImplementedError
 
+    def process_block(self, block: daisy.Block) -> None:
+        """One block, set up first if needed; an error names the block (daisy reports
+        only the last line of a worker's error)."""
+        if not self.ready:
+            self.setup()
+            self.ready = True
+        try:
+            self.process(block)
+        except Exception as e:
+            where = arrays.format_roi(block.write_roi)
+            what = " ".join(str(e).split())  # one line
+            raise BlockwiseError(
+                f"block {block.block_id[1]} {where}: {type(e).__name__}: {what}"
+            ) from e
+
     def __call__(self) -> None:
         client = daisy.Client()
         self.worker_id = max(0, client.worker_id)
-        self.setup()
         while True:
             with client.acquire_block() as block:
                 if block is None:
                     return
-                try:
-                    self.process(block)
-                except Exception as e:  # name the block: daisy reports only the last line
-                    where = arrays.format_roi(block.write_roi)
-                    raise BlockwiseError(
-                        f"block {block.block_id[1]} {where}: {type(e).__name__}: {e}"
-                    ) from e
+                self.process_block(block)
 
 
 #: folder inside a staged output where daisy records finished blocks
@@ -84,26 +97,29 @@ def run(
     total_roi: Roi,
     read_roi: Roi,
     write_roi: Roi,
-    worker: Callable[[], None],
+    worker: BlockWorker,
     num_workers: int,
     log_dir: str | Path | None = None,
 ) -> None:
-    """Run ``worker`` (a 0-argument function with its own daisy.Client loop) over blocks.
+    """Run ``worker`` over blocks: in worker processes, or with ``num_workers`` 1 in
+    this process.
 
     Blocks finished by an earlier, killed run of the same stage into the same
     ``output`` (tracked in ``output/.daisy/stage``) are skipped. Worker logs go to
     ``log_dir``, by default ``output/.daisy/logs`` (kept while the output is staged). Raises
     BlockwiseError naming the task and the first worker error if any block
-    failed permanently: daisy itself only reports it in the returned states.
+    failed permanently: daisy itself only reports it in the returned states. In this
+    process a failed block is not retried: the job fails, and its rerun resumes.
     """
     # daisy's log directory is global: set it on every run, beside the output by default
     daisy.logging.set_log_basedir(str(log_dir or Path(output) / TRACKING / "logs"))
+    in_process = num_workers == 1
     task = daisy.Task(
         task_id(stage, output),
         total_roi=total_roi,
         read_roi=read_roi,
         write_roi=write_roi,
-        process_function=worker,
+        process_function=worker.process_block if in_process else worker,
         read_write_conflict=False,
         fit="shrink",
         max_workers=num_workers,
@@ -111,7 +127,12 @@ def run(
         tracking_path=str(Path(output) / TRACKING / stage),
     )
     host = os.environ.get("DAISY_HOST", "127.0.0.1")  # never all interfaces by default
-    states = daisy.run_blockwise([task], host=host, return_states=True, summary=False)
+    try:
+        states = daisy.run_blockwise(
+            [task], multiprocessing=not in_process, host=host, return_states=True, summary=False
+        )
+    except BlockwiseError as e:  # in this process: the first failed block ends the run
+        raise BlockwiseError(f"{stage}: a block failed writing {output}; {e}") from e
     state = states[task.task_id]
     log.info(
         "%s: %d of %d blocks done, %d of them by an earlier run",

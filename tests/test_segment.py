@@ -163,7 +163,8 @@ def test_graph_agglomeration_matches_waterz_on_the_same_fragments(
     assert evaluate(np.where(inside, ours, 0), np.where(inside, theirs, 0))["voi"] < tolerance
 
 
-def test_a_block_that_keeps_failing_fails_the_job_naming_it(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])  # 1: in the job's own process
+def test_a_block_that_keeps_failing_fails_the_job_naming_it(tmp_path, workers):
     affs = np.full((3, 16, 16, 16), 0.9, np.float32)
     path = f"{tmp_path}/c.zarr/affs"
     array = arrays.prepare_array(
@@ -178,9 +179,11 @@ def test_a_block_that_keeps_failing_fails_the_job_naming_it(tmp_path):
             0.5,
             block_shape=(8, 8, 8),
             options=FragmentOptions(context=0),  # only that block reads the broken chunk
+            num_workers=workers,
         )
     message = str(e.value)
-    assert "fragments: 1 of 8 blocks failed" in message
+    failed = "1 of 8 blocks failed" if workers == 2 else "a block failed"
+    assert f"fragments: {failed}" in message
     assert "[32:64,0:32,0:32]" in message  # the block and its ROI
     assert "\n" not in message
 
