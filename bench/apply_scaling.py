@@ -8,9 +8,10 @@ Printed, all measured in this run on this machine:
   the same (demo) network over the same volume (the limit; target ratio >= 0.8);
 - segment voxels/s with 1 and 2 workers against whole-volume waterz on the
   same affinities;
-- peak RSS of the job and of its largest worker, and voxels/s with one worker
-  (one core), for predict and segment, for cubic volumes of the given sizes at a
-  fixed block size: as one superblock (the whole volume) and in superblocks.
+- peak RSS of a job with one worker (which runs its blocks in its own process), and
+  its voxels/s (one core), for predict and segment, for cubic volumes of the given
+  sizes at a fixed block size: as one superblock (the whole volume) and in
+  superblocks.
 """
 
 from __future__ import annotations
@@ -162,9 +163,9 @@ print(json.dumps({"job": hwm("self"), "worker": peak["worker"], "seconds": secon
 
 
 def peak_rss(tmp: Path, sizes: list[int], block: int, superblock: int) -> None:
-    """Per job: peak RSS of the job and of its largest worker, and voxels per second
-    (1 worker: per core), as one superblock (today's path) and in superblocks."""
-    print(f"{block}^3 blocks, 1 worker: job / largest worker peak RSS (MiB), voxels/s")
+    """Per job: peak RSS of its process tree, and voxels per second (1 worker: per
+    core), as one superblock (today's path) and in superblocks."""
+    print(f"{block}^3 blocks, 1 worker: peak RSS of the job (MiB), voxels/s")
     make_checkpoint(tmp / "model.pt")
     for size in sizes:
         rng = np.random.default_rng(0)
@@ -182,10 +183,8 @@ def peak_rss(tmp: Path, sizes: list[int], block: int, superblock: int) -> None:
                 )
                 rss = json.loads(result.stdout.strip().splitlines()[-1])
                 how = f"{parts}^3 superblocks" if parts else "whole"
-                row.append(
-                    f"{stage} {how} {rss['job'] / 1024:,.0f} / {rss['worker'] / 1024:,.0f} MiB, "
-                    f"{size**3 / rss['seconds']:,.0f} vox/s"
-                )
+                peak = max(rss["job"], rss["worker"]) / 1024
+                row.append(f"{stage} {how} {peak:,.0f} MiB, {size**3 / rss['seconds']:,.0f} vox/s")
         print(f"  {size}^3: " + "; ".join(row))
 
 
