@@ -7,9 +7,11 @@ config works. The models are the single source of truth: the JSON schema under
 
 from __future__ import annotations
 
+import csv
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
@@ -20,11 +22,15 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     Tag,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from .errors import UserError
 
@@ -79,11 +85,54 @@ class DatasetConfig(Strict):
     )
 
 
+class DatasetTable(Strict):
+    """Many datasets in one CSV file (experiments have tens to hundreds of crops): a
+    header row, then one dataset per row. Its columns are ``name`` and the keys of a
+    dataset entry (``container`` and ``raw`` required; ``gt``, ``mask``, ``classes``
+    separated by ``;``); an empty cell leaves its key out. Each row is a dataset of its
+    own name, and the table's name in a datasplit stands for all of its rows."""
+
+    csv: str = Field(
+        description="CSV file, one dataset per row (relative to the working directory, as "
+        "container)"
+    )
+
+
+#: a CSV table's columns: the dataset's name, then the keys of a dataset entry
+TABLE_COLUMNS = ("name", *DatasetConfig.model_fields)
+#: the columns every row fills
+REQUIRED_COLUMNS = (
+    "name",
+    *(key for key, field in DatasetConfig.model_fields.items() if field.is_required()),
+)
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """Where a dataset of a CSV table is written, so that an error names its cell; rows
+    are numbered as a spreadsheet numbers them (the header is row 1)."""
+
+    table: str
+    csv: str
+    row: int
+
+    @property
+    def where(self) -> str:
+        return f"datasets.{self.table}: {self.csv} row {self.row}"
+
+    def column(self, name: str) -> str:
+        return f"{self.where}: column '{name}'"
+
+
 class DataSplit(Strict):
+    """Datasets by name; a CSV table's name stands for all of its rows."""
+
     train: list[Name] = Field(min_length=1)
     validate_: list[Name] = Field(default_factory=list, alias="validate")
     train_weights: list[float] | None = Field(
-        None, description="sampling weight per training dataset (default: equal)"
+        None,
+        description="sampling weight per entry of train (default: equal); a CSV table's "
+        "weight is each of its rows'",
     )
 
 
@@ -593,6 +642,9 @@ class DemoConfig(Strict):
 
 
 class ExperimentConfig(Strict):
+    """The experiment; its CSV tables of datasets expanded into their rows (read when
+    it is validated: a mistake in a table raises ConfigError naming its row and column)."""
+
     seed: int = 42
     demo: DemoConfig | None = None
     datasets: dict[Name, DatasetConfig] = Field(min_length=1)
@@ -603,6 +655,36 @@ class ExperimentConfig(Strict):
         description="false: delete each validation prediction once its fragments and region "
         "graph are made (saves disk; changing the fragment options then predicts again)",
     )
+    #: dataset name -> the CSV row it comes from (the datasets of CSV tables only)
+    _rows: dict[str, TableRow] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _expand(
+        cls, data: Any, handler: ModelWrapValidatorHandler[ExperimentConfig]
+    ) -> ExperimentConfig:
+        """CSV tables become datasets before validation, remembering their rows for errors."""
+        data, rows = _expand_tables(data)
+        cfg = handler(data)
+        if rows:  # not when ``data`` was an ExperimentConfig already
+            cfg._rows = rows
+        return cfg
+
+    def key(self, dataset: str, key: str, index: int | None = None) -> str:
+        """Where an error about a dataset's key points: ``datasets.NAME.KEY[INDEX]``, or
+        the CSV row and column of a table's dataset."""
+        row = self._rows.get(dataset)
+        if row is not None:
+            return row.column(key)
+        return f"datasets.{dataset}.{key}" + ("" if index is None else f"[{index}]")
+
+    @property
+    def tables(self) -> dict[str, list[str]]:
+        """CSV table name -> the names of its datasets, in row order."""
+        tables: dict[str, list[str]] = {}
+        for name, row in self._rows.items():
+            tables.setdefault(row.table, []).append(name)
+        return tables
 
     def resolved_runs(self) -> dict[str, ResolvedRun]:
         """Run name -> run, with repetitions expanded to ``NAME__k``."""
@@ -625,19 +707,177 @@ class ResolvedRun(BaseModel):
     run: RunConfig
 
 
-def _format(error: ValidationError) -> str:
+class _WrittenConfig(ExperimentConfig):
+    """An experiment config as written: a dataset entry may be a CSV table of datasets.
+    (The JSON schema's model; ExperimentConfig validates and expands the tables.)"""
+
+    model_config = ConfigDict(title="ExperimentConfig")
+    datasets: dict[Name, DatasetConfig | DatasetTable] = Field(
+        min_length=1, description="a dataset, or {csv: FILE}: a CSV table of datasets"
+    )
+
+
+def _problem(error: ErrorDetails) -> str:
+    """What is wrong with a value, the end of a one-line error."""
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    if error["type"] == "missing":
+        return "missing required key"
+    return f"{error['msg']} (got {error.get('input')!r})"
+
+
+def _format(error: ValidationError, prefix: tuple[str, ...] = ()) -> str:
+    """One line: the first error's key (under ``prefix``) and what is wrong."""
     first = error.errors()[0]
-    loc = first["loc"]
+    loc = (*prefix, *first["loc"])
     # a task's or post-processor's type appears in the location after it (the union's tag)
     unions = {"task": TASK_TYPES, "post_processor": tuple(POST_PROCESSOR_TASKS)}
     tags = [i for i in range(1, len(loc)) if loc[i] in unions.get(loc[i - 1], ())]
     kept = [p for i, p in enumerate(loc) if i not in tags]
     where = ".".join(str(p) for p in kept if not str(p).startswith("function-"))
-    if first["type"] == "extra_forbidden":
-        return f"{where}: unknown key"
-    if first["type"] == "missing":
-        return f"{where}: missing required key"
-    return f"{where}: {first['msg']} (got {first.get('input')!r})"
+    return f"{where}: {_problem(first)}"
+
+
+#: CSV table entries of ``datasets`` by name, as written
+_TABLES = TypeAdapter(dict[Name, DatasetTable])
+
+
+def _expand_tables(data: Any) -> tuple[Any, dict[str, TableRow]]:
+    """The config with each CSV table's datasets in place of the table, and of its name
+    in datasplits (its train weight repeated per row); and each such dataset's row.
+    Data of another shape is returned as it is, for the models to report."""
+    if not isinstance(data, dict) or not isinstance(data.get("datasets"), dict):
+        return data, {}
+    entries = {n: e for n, e in data["datasets"].items() if isinstance(e, dict) and "csv" in e}
+    try:
+        tables = _TABLES.validate_python(entries)
+    except ValidationError as e:
+        raise ConfigError(_format(e, ("datasets",))) from None
+    read = _table_datasets(set(data["datasets"]), tables)
+    datasets: dict[str, Any] = {}
+    for name, entry in data["datasets"].items():
+        if name in read:  # a table's datasets where the table was, in row order
+            datasets.update({n: dataset for n, (_, dataset) in read[name].items()})
+        else:
+            datasets[name] = entry
+    names = {table: list(rows) for table, rows in read.items()}
+    expanded = {**data, "datasets": datasets}
+    if isinstance(data.get("runs"), dict):
+        expanded["runs"] = {n: _expand_split(n, run, names) for n, run in data["runs"].items()}
+    return expanded, {n: row for rows in read.values() for n, (row, _) in rows.items()}
+
+
+def _table_datasets(
+    names: set[str], tables: dict[str, DatasetTable]
+) -> dict[str, dict[str, tuple[TableRow, DatasetConfig]]]:
+    """Table name -> its datasets by name, with their rows; a row naming a dataset that
+    ``names`` or an earlier row has is an error."""
+    taken = {name: f"datasets.{name}" for name in names}
+    read: dict[str, dict[str, tuple[TableRow, DatasetConfig]]] = {}
+    for table_name, table in tables.items():
+        rows = read[table_name] = {}
+        for name, row, dataset in _read_table(table_name, table):
+            if name in taken:
+                raise ConfigError(
+                    f"{row.column('name')}: dataset '{name}' is already defined ({taken[name]})"
+                )
+            taken[name] = row.where
+            rows[name] = (row, dataset)
+    return read
+
+
+def _read_table(name: str, table: DatasetTable) -> list[tuple[str, TableRow, DatasetConfig]]:
+    """A CSV table's datasets in row order; a mistake in the file is one ConfigError
+    naming its row and column."""
+    where = f"datasets.{name}: {table.csv}"
+    try:
+        # utf-8-sig: spreadsheets often start the file with a byte-order mark
+        with open(table.csv, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            reader.fieldnames = _header(where, reader.fieldnames)
+            rows = [_table_row(TableRow(name, table.csv, reader.line_num), r) for r in reader]
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: file not found") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ConfigError(f"{where}: not a readable CSV file ({e})") from None
+    if not rows:
+        raise ConfigError(f"{where}: no rows after the header")
+    return rows
+
+
+def _header(where: str, columns: Sequence[str] | None) -> list[str]:
+    """The header row's column names (spaces around them dropped): the required ones,
+    each once, all of them keys of a dataset entry."""
+    if not columns:
+        raise ConfigError(f"{where}: empty (expected a header row: {', '.join(TABLE_COLUMNS)})")
+    names = [column.strip() for column in columns]
+    for column in names:
+        if column not in TABLE_COLUMNS:
+            raise ConfigError(
+                f"{where} row 1: column '{column}' is not a dataset key (columns: "
+                f"{', '.join(TABLE_COLUMNS)})"
+            )
+        if names.count(column) > 1:
+            raise ConfigError(f"{where} row 1: column '{column}' twice")
+    for column in REQUIRED_COLUMNS:
+        if column not in names:
+            raise ConfigError(
+                f"{where} row 1: no column '{column}' (required: {', '.join(REQUIRED_COLUMNS)})"
+            )
+    return names
+
+
+def _table_row(
+    row: TableRow, cells: dict[str | None, str | None]
+) -> tuple[str, TableRow, DatasetConfig]:
+    """One row's dataset name and dataset: an empty cell leaves its key out, classes are
+    separated by ';'."""
+    if None in cells:  # csv.DictReader's key of the cells beyond the header's columns
+        raise ConfigError(f"{row.where}: more cells than the header has columns")
+    filled = {str(k): v.strip() for k, v in cells.items() if v is not None and v.strip()}
+    name = filled.pop("name", "")
+    if not name:
+        raise ConfigError(f"{row.column('name')} is empty")
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ConfigError(f"{row.column('name')}: '{name}' is not a name (letters, digits, _ . -)")
+    if "classes" in filled:
+        filled["classes"] = [c.strip() for c in filled["classes"].split(";") if c.strip()]
+    try:
+        return name, row, DatasetConfig.model_validate(filled)
+    except ValidationError as e:
+        first = e.errors()[0]
+        column = row.column(str(first["loc"][0]))
+        if first["type"] == "missing":
+            raise ConfigError(f"{column} is empty") from None
+        raise ConfigError(f"{column}: {_problem(first)}") from None
+
+
+def _expand_split(run_name: str, run: Any, tables: dict[str, list[str]]) -> Any:
+    """A run whose datasplit names each table's datasets instead of the table, with the
+    table's train weight for each of them; train_weights, as written, has one weight
+    per entry of train."""
+    split = run.get("datasplit") if isinstance(run, dict) else None
+    if not isinstance(split, dict):
+        return run
+    expanded = {**split}
+    for role in ("train", "validate"):
+        if isinstance(split.get(role), list):
+            expanded[role] = [n for entry in split[role] for n in _entry(entry, tables)]
+    train, weights = split.get("train"), split.get("train_weights")
+    if isinstance(train, list) and isinstance(weights, list):
+        if len(weights) != len(train):
+            raise ConfigError(
+                f"runs.{run_name}.datasplit.train_weights: one weight per entry of train"
+            )
+        expanded["train_weights"] = [
+            w for entry, w in zip(train, weights, strict=True) for _ in _entry(entry, tables)
+        ]
+    return {**run, "datasplit": expanded}
+
+
+def _entry(entry: Any, tables: dict[str, list[str]]) -> list[Any]:
+    """The datasets a datasplit entry stands for: a table's, or itself."""
+    return tables.get(entry, [entry]) if isinstance(entry, str) else [entry]
 
 
 def parse(data: dict[str, Any]) -> ExperimentConfig:
@@ -673,11 +913,13 @@ def _check_references(cfg: ExperimentConfig) -> None:
             for i, ds in enumerate(names):
                 if ds not in cfg.datasets:
                     raise ConfigError(f"runs.{name}.datasplit.{role}[{i}]: unknown dataset '{ds}'")
+                if ds in names[:i]:
+                    raise ConfigError(
+                        f"runs.{name}.datasplit.{role}[{i}]: dataset '{ds}' twice (a CSV "
+                        "table's name stands for all of its datasets)"
+                    )
                 if cfg.datasets[ds].gt is None:
-                    raise ConfigError(f"datasets.{ds}.gt: needed to {role} run '{name}'")
-        weights = split.train_weights
-        if weights is not None and len(weights) != len(split.train):
-            raise ConfigError(f"runs.{name}.datasplit.train_weights: one weight per dataset")
+                    raise ConfigError(f"{cfg.key(ds, 'gt')}: needed to {role} run '{name}'")
         arch = run.architecture
         task = run.task
         dims = len(task.neighborhood[0] if isinstance(task, AffinitiesTask) else arch.input_shape)
@@ -711,6 +953,10 @@ def _check_references(cfg: ExperimentConfig) -> None:
     for i, entry in enumerate(cfg.apply):
         if entry.run not in runs:
             raise ConfigError(f"apply[{i}].run: unknown run '{entry.run}'")
+        if entry.input in cfg.tables:
+            raise ConfigError(
+                f"apply[{i}].input: '{entry.input}' is a CSV table; apply one of its datasets"
+            )
         if entry.input not in cfg.datasets:
             raise ConfigError(f"apply[{i}].input: unknown dataset '{entry.input}'")
         if (entry.run, entry.target) in targets:
@@ -739,7 +985,7 @@ def _check_classes(cfg: ExperimentConfig) -> None:
             if cls not in defined[name]:
                 known = ", ".join(sorted(defined[name])) or "none"
                 raise ConfigError(
-                    f"datasets.{name}.classes[{i}]: unknown class '{cls}' (classes of the "
+                    f"{cfg.key(name, 'classes', i)}: unknown class '{cls}' (classes of the "
                     f"runs using it: {known})"
                 )
 
@@ -809,5 +1055,5 @@ def _check_starts(cfg: ExperimentConfig, runs: dict[str, ResolvedRun]) -> None:
 
 def json_schema() -> dict[str, Any]:
     """The JSON schema of the config, for snakemake.utils.validate and editors."""
-    schema = ExperimentConfig.model_json_schema(by_alias=True)
+    schema = _WrittenConfig.model_json_schema(by_alias=True)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

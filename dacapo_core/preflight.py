@@ -38,7 +38,7 @@ def _path(cfg: ExperimentConfig, name: str, role: str) -> str:
 
 def _where(cfg: ExperimentConfig, name: str, role: str) -> str:
     """The key and the array, as every data error starts."""
-    return f"datasets.{name}.{role} ({_path(cfg, name, role)})"
+    return f"{cfg.key(name, role)} ({_path(cfg, name, role)})"
 
 
 def _open(cfg: ExperimentConfig, name: str, role: str) -> Array:
@@ -48,7 +48,7 @@ def _open(cfg: ExperimentConfig, name: str, role: str) -> Array:
     try:
         array = arrays.open_array(path)
     except arrays.DataError as e:
-        raise ConfigError(f"datasets.{name}.{role}: {e}") from None
+        raise ConfigError(f"{cfg.key(name, role)}: {e}") from None
     if "voxel_size" not in zarr.open(path, mode="r").attrs:
         raise ConfigError(
             f"{_where(cfg, name, role)}: no voxel_size attribute; set it (attrs['voxel_size'] "
@@ -74,12 +74,12 @@ def _check_dataset(cfg: ExperimentConfig, name: str, labelled: bool) -> None:
         opened[role] = other = _open(cfg, name, role)
         if other.voxel_size != raw.voxel_size:
             raise ConfigError(
-                f"datasets.{name}.{role}: voxel size {tuple(other.voxel_size)} differs from "
+                f"{cfg.key(name, role)}: voxel size {tuple(other.voxel_size)} differs from "
                 f"raw's {tuple(raw.voxel_size)}"
             )
     scan = np.issubdtype(raw.dtype, np.floating) and np.prod(raw.shape) <= NAN_SCAN_LIMIT
     if scan and np.isnan(raw[raw.roi]).any():
-        raise ConfigError(f"datasets.{name}.raw: contains NaN values")
+        raise ConfigError(f"{cfg.key(name, 'raw')}: contains NaN values")
     if "gt" not in opened:
         return
     gt, mask = opened["gt"], opened.get("mask")
@@ -155,7 +155,9 @@ def _check_run(cfg: ExperimentConfig, name: str, demo: set[str]) -> None:
     used = sorted({*run.datasplit.train, *run.datasplit.validate_, *applied} - demo)
     raws = {ds: _open(cfg, ds, "raw") for ds in used}  # sorted: the same error every time
     _check_channels(cfg, name, raws)
-    _check_dims(name, len(arch.input_shape), raws, [ds for ds in run.datasplit.train if ds in raws])
+    _check_dims(
+        cfg, name, len(arch.input_shape), raws, [ds for ds in run.datasplit.train if ds in raws]
+    )
     for ds in run.datasplit.train:
         if ds in demo:
             continue
@@ -164,14 +166,14 @@ def _check_run(cfg: ExperimentConfig, name: str, demo: set[str]) -> None:
         needed = lift(output_shape(arch, arch.input_shape), raw.voxel_size.dims) * raw.voxel_size
         if any(g < n for g, n in zip(gt.roi.shape, needed, strict=True)):
             raise ConfigError(
-                f"datasets.{ds}.gt: labelled ROI {tuple(gt.roi.shape)} is smaller than the "
+                f"{cfg.key(ds, 'gt')}: labelled ROI {tuple(gt.roi.shape)} is smaller than the "
                 f"network output {tuple(needed)} of run '{name}'"
             )
         # raw may be thinner than the network's input (it is padded where it ends), but
         # every labelled voxel needs raw under it
         if not raw.roi.contains(gt.roi):
             raise ConfigError(
-                f"datasets.{ds}.gt: ROI {arrays.format_roi(gt.roi)} extends beyond raw's "
+                f"{cfg.key(ds, 'gt')}: ROI {arrays.format_roi(gt.roi)} extends beyond raw's "
                 f"{arrays.format_roi(raw.roi)}"
             )
     if isinstance(run.task, ClassTask):
@@ -214,20 +216,22 @@ def _check_channels(cfg: ExperimentConfig, run: str, raws: dict[str, Array]) -> 
             )
 
 
-def _check_dims(run: str, network: int, raws: dict[str, Array], train: list[str]) -> None:
+def _check_dims(
+    cfg: ExperimentConfig, run: str, network: int, raws: dict[str, Array], train: list[str]
+) -> None:
     """A network runs on data of its dimensions, a 2D one also on 3D stacks (section
     mode); one run's training volumes share their dimensions (one batch pipeline)."""
     for ds, raw in raws.items():
         if raw.voxel_size.dims < network:
             raise ConfigError(
-                f"datasets.{ds}.raw: {raw.voxel_size.dims}D, but run '{run}' has a "
+                f"{cfg.key(ds, 'raw')}: {raw.voxel_size.dims}D, but run '{run}' has a "
                 f"{network}D network"
             )
     for ds in train[1:]:
         first, this = raws[train[0]].voxel_size.dims, raws[ds].voxel_size.dims
         if this != first:
             raise ConfigError(
-                f"datasets.{ds}.raw: {this}D, but run '{run}' also trains on {first}D "
+                f"{cfg.key(ds, 'raw')}: {this}D, but run '{run}' also trains on {first}D "
                 f"'{train[0]}' (training volumes of a run share their dimensions)"
             )
 

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 import zarr
-from conftest import ran_rules, snakemake, write_config
+from conftest import planned_jobs, ran_rules, snakemake, write_config
 
 from dacapo_core import arrays
 
@@ -149,3 +149,30 @@ def test_class_post_processing_of_several_superblocks_is_one_line(tmp_path):
     result = snakemake(tmp_path, "-n", "--configfile", str(cfg))
     assert result.returncode != 0
     assert "config error: apply[0].superblock_shape: class runs post-process" in result.stderr
+
+
+def test_a_csv_table_of_crops_plans_as_its_datasets_would(tmp_path):
+    """The validation crops as rows of a CSV table, the datasplit naming the table: the
+    schema takes it and the dry run plans each row's jobs."""
+    data = copy.deepcopy(ORGANELLES)
+    del data["datasets"]["val_a"], data["datasets"]["val_b"]
+    data["datasets"]["val"] = {"csv": "crops.csv"}
+    (tmp_path / "crops.csv").write_text(
+        "name,container,raw,gt,classes\n"
+        f"val_a,{DEMO}/validate.zarr,raw,labels,\n"
+        f"val_b,{DEMO}/extra.zarr,raw,labels,mito;er\n"
+    )
+    data["runs"]["dist"]["datasplit"]["validate"] = ["val"]
+    cfg = write_config(tmp_path, data)
+    result = snakemake(tmp_path, "-n", "--configfile", str(cfg))
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = planned_jobs(result)
+    # as in the end-to-end test: dist validates 2 iterations x 2 crops, hot 1 x 1 (val_b)
+    assert jobs["validate_predict"] == 5 and jobs["validate_classes"] == 5
+
+    (tmp_path / "crops.csv").write_text("name,container,raw,gt\nval_a,,raw,labels\n")
+    result = snakemake(tmp_path, "-n", "--configfile", str(cfg))
+    assert result.returncode != 0
+    assert "config error: datasets.val: crops.csv row 2: column 'container' is empty\n" in (
+        result.stderr
+    )

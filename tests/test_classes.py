@@ -266,8 +266,9 @@ def test_a_short_class_run_trains_with_a_finite_loss_and_predicts_named_channels
             predict_blockwise(out / "3.pt", raw, f"{out}/u.zarr/p", roi, dtype="uint8")
 
 
-def bad(mutate) -> str:
-    data = {
+def distances_config() -> dict:
+    """A distances run of CLASSES (nucleus, all labels, overlaps mito) on one crop."""
+    return {
         "datasets": {"a": {"container": "x.zarr", "raw": "raw", "gt": "gt"}},
         "runs": {
             "r": {
@@ -276,6 +277,16 @@ def bad(mutate) -> str:
             }
         },
     }
+
+
+def test_distances_classes_may_overlap():
+    """Each class has its own distance, so an organelle and a part of it (or all labels
+    and some) are both classes; one_hot refuses overlaps (below)."""
+    assert list(config.parse(distances_config()).runs["r"].task.classes) == list(CLASSES)
+
+
+def bad(mutate) -> str:
+    data = distances_config()
     mutate(data)
     with pytest.raises(config.ConfigError) as e:
         config.parse(data)

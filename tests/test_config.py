@@ -109,6 +109,149 @@ def test_bad_config_is_one_line_naming_the_key(mutate, expected):
     assert "\n" not in message
 
 
+CROPS = """name,container,raw,gt,mask,classes
+crop_1,c1.zarr,raw,labels,,mito; er
+crop_2,c2.zarr,raw,labels,mask,
+
+crop_3 , c3.zarr , raw , labels , ,
+"""
+
+
+def with_table(tmp_path, monkeypatch, text: str = CROPS) -> dict:
+    """A config whose datasets include the CSV table ``many`` (in the working directory)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "crops.csv").write_text(text)
+    data = minimal()
+    data["datasets"]["many"] = {"csv": "crops.csv"}
+    data["runs"]["r"] = {
+        "datasplit": {"train": ["many"], "validate": ["a"]},
+        "task": {"type": "distances", "classes": {"mito": {"labels": [1]}, "er": {"labels": [2]}}},
+    }
+    return data
+
+
+def test_a_csv_table_is_one_dataset_per_row_and_its_name_stands_for_them(tmp_path, monkeypatch):
+    data = with_table(tmp_path, monkeypatch)
+    data["runs"]["r"]["datasplit"] = {
+        "train": ["many", "a"],
+        "train_weights": [2, 1],
+        "validate": ["crop_2"],
+    }
+    data["apply"] = [{"run": "r", "input": "crop_3"}]
+    cfg = config.parse(data)
+    assert list(cfg.datasets) == ["a", "crop_1", "crop_2", "crop_3"]
+    assert cfg.datasets["crop_1"] == config.DatasetConfig(
+        container="c1.zarr", raw="raw", gt="labels", classes=["mito", "er"]
+    )
+    assert cfg.datasets["crop_2"].mask == "mask" and cfg.datasets["crop_2"].classes is None
+    assert cfg.datasets["crop_1"].mask is None  # an empty cell: the key left out
+    assert cfg.datasets["crop_3"].container == "c3.zarr"  # spaces around a cell dropped
+    split = cfg.runs["r"].datasplit
+    assert split.train == ["crop_1", "crop_2", "crop_3", "a"]
+    assert split.train_weights == [2, 2, 2, 1]  # the table's weight, for each of its rows
+    assert cfg.tables == {"many": ["crop_1", "crop_2", "crop_3"]}
+    assert cfg.key("crop_2", "gt") == "datasets.many: crops.csv row 3: column 'gt'"
+    assert cfg.key("a", "classes", 1) == "datasets.a.classes[1]"
+
+
+def keep(data: dict) -> None:
+    """No change to the config."""
+
+
+@pytest.mark.parametrize(
+    ("text", "mutate", "expected"),
+    [
+        (
+            CROPS.replace("c2.zarr", ""),
+            keep,
+            "datasets.many: crops.csv row 3: column 'container' is empty",
+        ),
+        (
+            CROPS,
+            lambda d: d["datasets"].update(many={"csv": "nope.csv"}),
+            "datasets.many: nope.csv: file not found",
+        ),
+        (
+            CROPS,
+            lambda d: d["datasets"]["many"].update(sep=";"),
+            "datasets.many.sep: unknown key",
+        ),
+        (
+            CROPS.replace("crop_2", "a"),
+            keep,
+            "crops.csv row 3: column 'name': dataset 'a' is already defined (datasets.a)",
+        ),
+        (
+            CROPS.replace("crop_3", "crop_1"),
+            keep,
+            "crops.csv row 5: column 'name': dataset 'crop_1' is already defined "
+            "(datasets.many: crops.csv row 2)",
+        ),
+        (
+            CROPS.replace("crop_1", "many"),
+            keep,
+            "row 2: column 'name': dataset 'many' is already defined (datasets.many)",
+        ),
+        (CROPS.replace("crop_1", "crop 1"), keep, "row 2: column 'name': 'crop 1' is not a name"),
+        (
+            CROPS.replace("mask,\n", "mask,,x\n"),
+            keep,
+            "row 3: more cells than the header has columns",
+        ),
+        (CROPS.replace("mask,classes", "mask,roi"), keep, "row 1: column 'roi' is not a dataset"),
+        (CROPS.replace(",raw,", ","), keep, "crops.csv row 1: no column 'raw' (required: name,"),
+        (CROPS.replace("mito; er", "mi to"), keep, "row 2: column 'classes': String should"),
+        ("name,container,raw\n", keep, "datasets.many: crops.csv: no rows after the header"),
+        ("", keep, "datasets.many: crops.csv: empty (expected a header row: name, container,"),
+        (
+            CROPS.replace("mito; er", "golgi"),
+            keep,
+            "crops.csv row 2: column 'classes': unknown class 'golgi' (classes of the runs using "
+            "it: er, mito)",
+        ),
+        (
+            CROPS.replace(" labels ", ""),
+            lambda d: d["runs"]["r"]["datasplit"].update(train=["many"]),
+            "datasets.many: crops.csv row 5: column 'gt': needed to train run 'r'",
+        ),
+        (
+            CROPS,
+            lambda d: d["runs"]["r"]["datasplit"].update(train=["many"], train_weights=[1, 1]),
+            "runs.r.datasplit.train_weights: one weight per entry of train",
+        ),
+        (
+            CROPS,
+            lambda d: d["runs"]["r"]["datasplit"].update(validate=["many", "crop_1"]),
+            "runs.r.datasplit.validate[3]: dataset 'crop_1' twice",
+        ),
+        (
+            CROPS,
+            lambda d: d.update(apply=[{"run": "r", "input": "many"}]),
+            "apply[0].input: 'many' is a CSV table; apply one of its datasets",
+        ),
+    ],
+)
+def test_a_bad_csv_table_is_one_line_naming_its_row_and_column(
+    tmp_path, monkeypatch, text, mutate, expected
+):
+    data = with_table(tmp_path, monkeypatch, text)
+    mutate(data)
+    with pytest.raises(config.ConfigError) as e:
+        config.parse(data)
+    assert expected in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_a_data_mistake_of_a_csv_row_names_its_row_and_column(tmp_path, monkeypatch):
+    data = with_table(tmp_path, monkeypatch, "name,container,raw,gt\ncrop_1,c.zarr,rwa,gt\n")
+    data["datasets"]["a"]["container"] = "c.zarr"
+    _volume(tmp_path / "c.zarr", (20, 100, 100))
+    with pytest.raises(config.ConfigError) as e:
+        preflight.check(config.parse(data))
+    assert str(e.value).startswith("datasets.many: crops.csv row 2: column 'raw': ")
+    assert "\n" not in str(e.value)
+
+
 def test_roi_strings_round_trip():
     roi = arrays.parse_roi("[0:80, -16:64,8:88]")
     assert tuple(roi.offset) == (0, -16, 8) and tuple(roi.shape) == (80, 80, 80)
