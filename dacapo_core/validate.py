@@ -4,7 +4,8 @@ region graph.
 Fragments and the region graph are computed once per prediction (rule
 fragments); here there is one merge history per (merge function, minimal
 fragment size), and each threshold is a lookup table on a history, scored
-against the GT.
+against the GT from the fragments' overlap with it (counted once): a threshold
+costs its lookup table, not a pass over the voxels.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from tqdm import tqdm
 
 from . import arrays
 from .config import CRITERIA
-from .evaluate import evaluate
+from .evaluate import Overlap
 from .sections import per_section
 from .segment import fragment_dims, load_graph, merge_history, relabel
 from .stages import ScoreStage
@@ -39,15 +40,17 @@ def score(
     gt = arrays.open_array(stage.gt).to_ndarray(frags_array.roi)
     if fragment_dims(frags_path) < frags_array.voxel_size.dims:
         gt = per_section(gt)  # segments are per section: so are the objects scored
-    results, best, best_seg = [], None, None
+    overlap = Overlap.of(frags, gt)
+    results, best, best_params = [], None, None
     sign = 1 if CRITERIA[stage.criterion] == "lower" else -1
     for params in tqdm(parameter_sets, desc="sweep", unit="set", mininterval=5):
         history = histories[params["merge_function"], params["min_size"]]
-        seg = relabel(frags, *history.lookup(params["threshold"]))
-        scores = evaluate(seg, gt)
+        scores = overlap.relabelled(*history.lookup(params["threshold"])).scores()
         results.append({"parameters": params, "scores": scores})
         if best is None or sign * scores[stage.criterion] < sign * best:
-            best, best_seg = scores[stage.criterion], seg
+            best, best_params = scores[stage.criterion], params
+    history = histories[best_params["merge_function"], best_params["min_size"]]
+    best_seg = relabel(frags, *history.lookup(best_params["threshold"]))
     arrays.write_numpy(segmentation_path, best_seg, frags_array.voxel_size, frags_array.roi.offset)
     return {
         "results": results,

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from skimage.metrics import adapted_rand_error, variation_of_information
 
-from dacapo_core.evaluate import evaluate
+from dacapo_core.evaluate import Overlap, evaluate
+from dacapo_core.segment import relabel
 
 
 @pytest.fixture
@@ -51,3 +52,24 @@ def test_numbers_agree_with_scikit_image_on_random_labels():
     assert scores["voi_split"] == pytest.approx(split)
     assert scores["voi_merge"] == pytest.approx(merge)
     assert scores["arand"] == pytest.approx(adapted_rand_error(gt, seg)[0])
+
+
+def test_a_relabelled_overlap_scores_as_the_relabelled_segmentation():
+    """The sweep's shortcut: merging fragments by a lookup table, on the fragments'
+    overlap with the GT, scores exactly as relabelling the voxels and counting again."""
+    rng = np.random.default_rng(2)
+    gt = rng.integers(0, 6, size=(6, 12, 12)).astype(np.uint64)
+    frags = rng.integers(0, 40, size=gt.shape).astype(np.uint64)
+    nodes = np.unique(frags[frags != 0])
+    segments = np.minimum(nodes, rng.integers(1, 9, size=len(nodes)).astype(np.uint64))
+    whole = Overlap.of(relabel(frags, nodes, segments), gt).scores()
+    swept = Overlap.of(frags, gt).relabelled(nodes, segments).scores()
+    assert swept["n_segments"] == whole["n_segments"] > 1
+    for key in ("voi_split", "voi_merge", "voi", "arand"):
+        assert swept[key] == pytest.approx(whole[key], rel=1e-12, abs=1e-12)
+    assert swept["voi"] != pytest.approx(Overlap.of(frags, gt).scores()["voi"])  # it merged
+
+
+def test_nothing_labelled_scores_zero():
+    scores = evaluate(np.ones((2, 3, 3), np.uint64), np.zeros((2, 3, 3), np.uint64))
+    assert scores == {"voi_split": 0, "voi_merge": 0, "voi": 0, "arand": 0, "n_segments": 0}
