@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,14 @@ from matplotlib.figure import Figure
 
 from . import arrays, codec
 from .config import CRITERIA
-from .select import load_scores
+from .palette import class_colours
+from .select import (
+    class_candidates,
+    class_parameter_sets,
+    class_values,
+    load_class_scores,
+    load_scores,
+)
 
 
 def plot_loss(stat_files: Iterable[str | Path], out: str | Path) -> None:
@@ -73,6 +80,56 @@ def plot_thresholds(
         ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=100)
+
+
+def class_scores_figure(
+    score_files: Iterable[str | Path], best_file: str | Path, criterion: str, classes: Sequence[str]
+) -> Figure:
+    """A class run's criterion against iteration: a line per class scored (its best
+    threshold at each iteration), their mean over classes (what selection compares),
+    and the selected iteration marked. Classes in the task's colours (``palette``)."""
+    candidates = class_candidates(load_class_scores(score_files), criterion)
+    best = arrays.read_json(best_file)[criterion]
+    its = [c["iteration"] for c in candidates]
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    for name, colour in class_colours(classes).items():
+        if name in candidates[0]["classes"]:  # some validation crop annotates it
+            values = [c["classes"][name]["value"] for c in candidates]
+            ax.plot(its, values, marker="o", color=colour, label=name)
+    ax.plot(its, [c["value"] for c in candidates], "k--", label="mean over classes")
+    ax.axvline(best["iteration"], color="grey", linestyle=":")
+    ax.plot(best["iteration"], best["value"], "k*", markersize=14, label="selected")
+    direction = best["direction"]
+    ax.set(xlabel="iteration", ylabel=criterion, title=f"{criterion} ({direction} is better)")
+    ax.legend(loc="center left", bbox_to_anchor=(1, 0.5))  # beside: many classes
+    fig.tight_layout()
+    return fig
+
+
+def class_thresholds_figure(
+    score_files: Iterable[str | Path], best_file: str | Path, criterion: str, classes: Sequence[str]
+) -> Figure:
+    """At the selected iteration, a panel per class scored: the criterion against
+    threshold (mean over the crops annotating the class), the class's chosen threshold
+    marked: whether the choice is a clear optimum or the sweep's edge."""
+    best = arrays.read_json(best_file)[criterion]
+    doc = next(d for d in load_class_scores(score_files) if d["iteration"] == best["iteration"])
+    thresholds = [p["threshold"] for p in class_parameter_sets(doc)]
+    values = class_values(doc, criterion)
+    shown = [(name, colour) for name, colour in class_colours(classes).items() if name in values]
+    fig = Figure(figsize=(4 * len(shown), 3.5))
+    axes = fig.subplots(1, len(shown), squeeze=False)[0]
+    for ax, (name, colour) in zip(axes, shown, strict=True):
+        chosen = best["classes"][name]
+        ax.plot(thresholds, values[name], marker="o", color=colour)
+        threshold = chosen["parameters"]["threshold"]
+        ax.plot(threshold, chosen["value"], "k*", markersize=14, label=f"chosen: {threshold}")
+        ax.set(xlabel="threshold", ylabel=criterion, title=name)
+        ax.legend()
+    fig.suptitle(f"{criterion} ({best['direction']} is better), iteration {best['iteration']}")
+    fig.tight_layout()
+    return fig
 
 
 SLICE_COLUMNS = ("raw", "affinities", "segmentation")

@@ -92,43 +92,63 @@ def class_values(doc: dict[str, Any], criterion: str) -> dict[str, np.ndarray]:
     return {name: np.mean(values, axis=0) for name, values in per_class.items()}
 
 
+def _best(values: Any, direction: str) -> int:
+    """The index of the best of ``values``; of ties the first (the earlier iteration or
+    parameter set)."""
+    return int(np.argmin(values) if direction == "lower" else np.argmax(values))
+
+
+def load_class_scores(score_files: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """A class run's scores.json documents, by iteration."""
+    docs = sorted((read_json(p) for p in score_files), key=lambda d: d["iteration"])
+    if not docs:
+        raise DataError("no validation scores to select from")
+    return docs
+
+
+def class_parameter_sets(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The post-processing parameter sets that a class run's scores are of, in order
+    (every class of every crop has the same)."""
+    sections = [s for ds in doc["datasets"].values() for s in ds["classes"].values()]
+    return [r["parameters"] for r in sections[0]["results"]] if sections else [{}]
+
+
+def class_candidates(docs: list[dict[str, Any]], criterion: str) -> list[dict[str, Any]]:
+    """Per iteration, what selection compares: each class's best parameter set and
+    its value, and their mean over classes (best.json's entry, were it chosen)."""
+    direction = CLASS_CRITERIA[criterion]
+    parameter_sets = class_parameter_sets(docs[0])
+    candidates = []
+    for doc in docs:
+        values = class_values(doc, criterion)
+        chosen = {name: _best(v, direction) for name, v in sorted(values.items())}
+        classes = {
+            name: {"parameters": parameter_sets[i], "value": float(values[name][i])}
+            for name, i in chosen.items()
+        }
+        mean = float(np.mean([c["value"] for c in classes.values()])) if classes else 0.0
+        candidates.append(
+            {
+                "iteration": doc["iteration"],
+                "value": mean,
+                "direction": direction,
+                "classes": classes,
+            }
+        )
+    return candidates
+
+
 def select_classes(score_files: Iterable[str | Path]) -> dict[str, Any]:
     """Per class criterion: the iteration whose mean over classes of each class's best
     parameter set is best, and each class's parameters and value at that iteration.
 
     A class no validation dataset annotates has no entry (apply uses its default).
     """
-    docs = sorted((read_json(p) for p in score_files), key=lambda d: d["iteration"])
-    if not docs:
-        raise DataError("no validation scores to select from")
-    parameter_sets = [
-        [r["parameters"] for r in section["results"]]
-        for ds in docs[0]["datasets"].values()
-        for section in ds["classes"].values()
-    ][:1] or [[{}]]
+    docs = load_class_scores(score_files)
     best = {}
     for criterion, direction in sorted(CLASS_CRITERIA.items()):
-        pick = np.argmin if direction == "lower" else np.argmax
-        candidates = []
-        for doc in docs:
-            values = class_values(doc, criterion)
-            classes = {
-                name: {
-                    "parameters": parameter_sets[0][int(pick(v))],
-                    "value": float(v[int(pick(v))]),
-                }
-                for name, v in sorted(values.items())
-            }
-            mean = float(np.mean([c["value"] for c in classes.values()])) if classes else 0.0
-            candidates.append((doc["iteration"], mean, classes))
-        i = int(pick([mean for _, mean, _ in candidates]))  # ties: the earlier iteration
-        iteration, mean, classes = candidates[i]
-        best[criterion] = {
-            "iteration": iteration,
-            "value": mean,
-            "direction": direction,
-            "classes": classes,
-        }
+        candidates = class_candidates(docs, criterion)
+        best[criterion] = candidates[_best([c["value"] for c in candidates], direction)]
     return best
 
 

@@ -4,6 +4,13 @@ Layers are named ``NAME/ARRAY``: NAME is a validation dataset or the apply
 target, ARRAY is raw, gt (if the dataset has labels), prediction (affinities as
 RGB), fragments or segmentation, each at its voxel size and offset.
 
+A class run's (distances, one_hot) arrays are named after their classes, each class
+in its own colour (``palette``, as in the report): ``prediction/CLASS`` is the
+class's channel of the prediction (its positive part: a probability, or inside the
+class for distances; one_hot's background is left out), and of an apply target
+``classes/CLASS`` its thresholded mask, ``instances/CLASS`` its instances and
+``argmax`` the one_hot labels, coloured by class.
+
 - ``--target NAME`` shows that apply target, with the GT of its input dataset if
   it has one.
 - ``--iteration IT`` shows the validation of that iteration.
@@ -39,7 +46,9 @@ import numpy as np
 import zarr
 from funlib.geometry import Roi
 
-from . import arrays, layout
+from . import arrays, codec, layout
+from .geometry import BACKGROUND
+from .palette import class_colours
 from .select import validation_prediction
 
 log = logging.getLogger(__name__)
@@ -50,6 +59,20 @@ def affinity_shader(channels: int) -> str:
     a 2D network's two as red and green."""
     rgb = [f"toNormalized(getDataValue({c}))" if c < channels else "0.0" for c in range(3)]
     return "void main() {\n  emitRGB(vec3(" + ", ".join(rgb) + "));\n}\n"
+
+
+def class_shader(colour: str, channel: int | None, scale: float) -> str:
+    """A class's channel (``None``: a single-channel mask) in ``colour``, opaque where the
+    class is certain: the stored value times ``scale`` clipped to [0, 1], so a
+    probability, or tanh of the distance inside the class (outside is negative)."""
+    value = "getDataValue()" if channel is None else f"getDataValue({channel})"
+    return (
+        f'#uicontrol vec3 color color(default="{colour}")\n'
+        "void main() {\n"
+        f"  float value = clamp(float(toRaw({value})) * {scale!r}, 0.0, 1.0);\n"
+        "  emitRGBA(vec4(color, value));\n"
+        "}\n"
+    )
 
 
 STATUS = "follow"  # key of the viewer's status message in follow mode
@@ -63,8 +86,11 @@ PANEL_PIXELS = 250
 class Layer:
     name: str
     path: str
-    kind: str = "image"  # or "affinities", "segmentation"
+    kind: str = "image"  # or "affinities", "segmentation", "class" (class_shader)
     visible: bool = True
+    colour: str | None = None  # "class": the class's colour
+    channel: int | None = None  # "class": the class's channel of a prediction
+    segment_colours: dict[int, str] | None = None  # "segmentation": argmax's classes
 
 
 def _workdir(run_dir: Path) -> Path:
@@ -95,11 +121,39 @@ def _input_layers(name: str, raw: str | None, run_json: dict, base: Path) -> lis
 
 
 def _outputs(name: str, prediction: Path | None, container: Path) -> list[Layer]:
-    """The prediction (where written or kept), fragments and segmentation of a volume."""
+    """The prediction (where written or kept), and what the volume's post-processing
+    made of it: fragments and segmentation, or a class run's arrays."""
+    channels = prediction and zarr.open(str(prediction), mode="r").attrs.get("channels")
+    if channels:
+        return _class_outputs(name, prediction, channels, container)
     found = [Layer(f"{name}/prediction", str(prediction), "affinities")] if prediction else []
     for array in ("fragments", "segmentation"):
         if (container / array).is_dir():
             found.append(Layer(f"{name}/{array}", str(container / array), "segmentation"))
+    return found
+
+
+def _class_outputs(
+    name: str, prediction: Path, channels: list[str], container: Path
+) -> list[Layer]:
+    """A class run's volume: each class's prediction channel, then (apply targets) its
+    mask and instances, and the argmax labels; all in the classes' colours."""
+    colours = class_colours([c for c in channels if c != BACKGROUND])
+    source = str(prediction)
+    found = [
+        Layer(f"{name}/prediction/{cls}", source, "class", colour=c, channel=channels.index(cls))
+        for cls, c in colours.items()
+    ]
+    for cls, colour in colours.items():
+        mask, instances = container / "classes" / cls, container / "instances" / cls
+        if mask.is_dir():
+            found.append(Layer(f"{name}/classes/{cls}", str(mask), "class", colour=colour))
+        if instances.is_dir():
+            found.append(Layer(f"{name}/instances/{cls}", str(instances), "segmentation"))
+    if (container / "argmax").is_dir():  # label k: channel k
+        labels = {channels.index(cls): colour for cls, colour in colours.items()}
+        argmax = str(container / "argmax")
+        found.append(Layer(f"{name}/argmax", argmax, "segmentation", segment_colours=labels))
     return found
 
 
@@ -205,11 +259,16 @@ def show(viewer: neuroglancer.Viewer, shown: list[Layer]) -> None:
         for layer in shown:
             source = _volume(layer.path)
             if layer.kind == "segmentation":
-                state.layers[layer.name] = neuroglancer.SegmentationLayer(source=source)
+                state.layers[layer.name] = neuroglancer.SegmentationLayer(
+                    source=source, segment_colors=layer.segment_colours or {}
+                )
             elif layer.kind == "affinities":
                 state.layers[layer.name] = neuroglancer.ImageLayer(
                     source=source, shader=affinity_shader(arrays.affinity_dims(layer.path))
                 )
+            elif layer.kind == "class":
+                shader = class_shader(layer.colour, layer.channel, codec.scale_of(layer.path))
+                state.layers[layer.name] = neuroglancer.ImageLayer(source=source, shader=shader)
             else:
                 state.layers[layer.name] = neuroglancer.ImageLayer(source=source)
             state.layers[layer.name].visible = visible.get(layer.name, layer.visible)
@@ -249,11 +308,15 @@ def _status(viewer: neuroglancer.Viewer, text: str) -> None:
 
 
 def _written(shown: list[Layer]) -> bool:
-    """Whether every dataset's prediction and segmentation exist (a new best's prediction
-    may still be computed when validation predictions are temporary)."""
-    names = {layer.name for layer in shown}
+    """Whether every dataset's prediction is shown (``NAME/prediction``, or a class run's
+    ``NAME/prediction/CLASS``): a new best's may still be computed when validation
+    predictions are temporary, while its scores, and so its segmentation, came before
+    the selection."""
     datasets = {layer.name.split("/")[0] for layer in shown}
-    return all({f"{d}/prediction", f"{d}/segmentation"} <= names for d in datasets)
+    predicted = {
+        d for d, array, *_ in (layer.name.split("/") for layer in shown) if array == "prediction"
+    }
+    return datasets <= predicted
 
 
 def refresh(viewer: neuroglancer.Viewer, run_dir: str | Path, shown: int | None) -> int | None:

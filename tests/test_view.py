@@ -311,3 +311,83 @@ def test_slices_figure_shows_three_sections_of_each_volume(run_dir):
     sections = [ax.images[0].get_array() for ax in fig.axes[:9:3]]
     assert all(s.shape == (32, 32) for s in sections)  # the segmentation's ROI, not all raw
     assert not np.array_equal(sections[0], sections[1])
+
+
+CLASSES = ("mito", "er", "vesicle")
+
+
+def class_prediction(path, channels, task, seed):
+    """A class prediction as predict writes it: a named channel per class, the raw
+    it was predicted from (relative to the workdir)."""
+    values = np.random.default_rng(seed).uniform(-1, 1, (len(channels), 16, 32, 32))
+    arrays.write_numpy(path, values.astype(np.float32), VS, (32, 32, 32))
+    attrs = {"task": task, "channels": list(channels), "raw": "data.zarr/raw"}
+    zarr.open(str(path), mode="r+").attrs.update(attrs)
+    return values
+
+
+@pytest.fixture
+def class_run(run_dir):
+    """A class run on ``run_dir``'s data, validated at iteration 10 (selected), with a
+    distances target (a mask per class, mito's instances) and a one_hot one (argmax)."""
+    run = run_dir.parent / "c"
+    arrays.write_json(run / "run.json", arrays.read_json(run_dir / "run.json"))
+    set_best(run, 10)
+    for dataset in DATASETS:
+        class_prediction(run / f"validation/10/{dataset}.zarr/prediction", CLASSES, "distances", 0)
+    dist = run / "apply/dist.zarr"
+    values = class_prediction(dist / "prediction", CLASSES, "distances", 1)
+    for name, channel in zip(CLASSES, values, strict=True):
+        arrays.write_numpy(dist / f"classes/{name}", (channel > 0).astype(np.uint8), VS, (32,) * 3)
+    arrays.write_numpy(dist / "instances/mito", (values[0] > 0).astype(np.uint64), VS, (32,) * 3)
+    hot = run / "apply/hot.zarr"
+    values = class_prediction(hot / "prediction", ("background", "mito", "er"), "one_hot", 2)
+    arrays.write_numpy(hot / "argmax", values.argmax(axis=0).astype(np.uint8), VS, (32,) * 3)
+    return run
+
+
+def test_a_class_target_shows_each_class_by_name_in_its_own_colour(class_run):
+    shown = view.layers(class_run, target="dist")
+    assert [layer.name for layer in shown] == [
+        "dist/raw",
+        "dist/gt",
+        *(f"dist/prediction/{c}" for c in CLASSES),
+        "dist/classes/mito",
+        "dist/instances/mito",
+        "dist/classes/er",
+        "dist/classes/vesicle",
+    ]
+    by_name = {layer.name: layer for layer in shown}
+    predictions = [by_name[f"dist/prediction/{c}"] for c in CLASSES]
+    assert [layer.channel for layer in predictions] == [0, 1, 2]
+    colours = [layer.colour for layer in predictions]
+    assert len(set(colours)) == len(CLASSES)
+    assert [by_name[f"dist/classes/{c}"].colour for c in CLASSES] == colours
+    assert by_name["dist/instances/mito"].kind == "segmentation"
+
+    state = view.start(class_run, target="dist").state
+    er = state.layers["dist/prediction/er"]
+    assert f'default="{colours[1]}"' in er.shader and "getDataValue(1)" in er.shader
+    assert "getDataValue()" in state.layers["dist/classes/er"].shader  # one channel: a mask
+    assert state.layers["dist/instances/mito"].type == "segmentation"
+
+
+def test_one_hot_argmax_is_a_segmentation_in_the_classes_colours(class_run):
+    shown = {layer.name: layer for layer in view.layers(class_run, target="hot")}
+    mito, er = shown["hot/prediction/mito"], shown["hot/prediction/er"]
+    assert "hot/prediction/background" not in shown  # the classes' complement
+    assert (mito.channel, er.channel) == (1, 2)
+    assert shown["hot/argmax"].segment_colours == {1: mito.colour, 2: er.colour}
+    state = view.start(class_run, target="hot").state
+    assert dict(state.layers["hot/argmax"].segment_colors) == {1: mito.colour, 2: er.colour}
+
+
+def test_follow_waits_for_a_class_runs_best_prediction(class_run):
+    """Temporary validation predictions: the viewer shows a class run's best once every
+    dataset's prediction is predicted again."""
+    shutil.rmtree(class_run / "validation/10/val2.zarr/prediction")
+    viewer = view.serve()
+    assert view.refresh(viewer, class_run, None) is None
+    class_prediction(class_run / "validation/best/val2/10.zarr/prediction", CLASSES, "distances", 3)
+    assert view.refresh(viewer, class_run, None) == 10
+    assert names(viewer)[:5] == ["val/raw", "val/gt", *(f"val/prediction/{c}" for c in CLASSES)]

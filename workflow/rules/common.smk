@@ -419,12 +419,20 @@ def best_predictions(run: str) -> list[str]:
     return [path(BEST_PREDICTIONS, run=run, dataset=d) for d in RUNS[run].run.datasplit.validate_]
 
 
+def run_figures(name: str) -> list[str]:
+    """The report's figures of a run: a class run has no example slices yet, and one
+    without thresholds (argmax) no threshold sweep."""
+    if not is_class_run(name):
+        return list(FIGURES)
+    sweep = isinstance(RUNS[name].run.post_processor, dconfig.ThresholdConfig)
+    return ["loss", "scores"] + ["thresholds"] * sweep
+
+
 def all_targets() -> list[str]:
     targets = []
     for name in RUNS:
         targets += [path(RUN_JSON, run=name), path(BEST, run=name)]
-        figures = ["loss"] if is_class_run(name) else FIGURES  # class figures: not yet
-        targets += [path(FIGURE, run=name, name=f) for f in figures]
+        targets += [path(FIGURE, run=name, name=f) for f in run_figures(name)]
         targets += best_predictions(name)
     for run, target in APPLY:
         targets += apply_outputs(run, target)

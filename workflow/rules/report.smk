@@ -31,6 +31,8 @@ rule plot_scores:
             category="Validation",
             subcategory="{run}",
         ),
+    wildcard_constraints:
+        run=AFFINITY_RUNS,  # class runs: plot_class_scores
     log:
         "logs/plot_scores/{run}.log",
     localrule: True
@@ -51,6 +53,8 @@ rule plot_thresholds:
             category="Validation",
             subcategory="{run}",
         ),
+    wildcard_constraints:
+        run=AFFINITY_RUNS,  # class runs: plot_class_thresholds
     params:
         criterion=lambda w: run_of(w).run.criterion,
     log:
@@ -77,6 +81,8 @@ rule plot_slices:
             category="Examples",
             subcategory="{run}",
         ),
+    wildcard_constraints:
+        run=AFFINITY_RUNS,  # class runs: no slices yet
     params:
         criterion=lambda w: run_of(w).run.criterion,
         validate=lambda w: {n: array(n, "raw") for n in run_of(w).run.datasplit.validate_},
@@ -88,3 +94,54 @@ rule plot_slices:
         "../../envs/dacapo-flow.yaml"
     script:
         "../scripts/plot_slices.py"
+
+
+# Class runs: the same figures (scores, thresholds), a line or a panel per class.
+rule plot_class_scores:
+    input:
+        scores=validation_scores,
+        best=BEST,
+    output:
+        report(
+            figure("scores"),
+            caption="../report/class_scores.rst",
+            category="Validation",
+            subcategory="{run}",
+        ),
+    wildcard_constraints:
+        run=CLASS_RUNS,
+    params:
+        criterion=lambda w: run_of(w).run.criterion,
+        classes=lambda w: list(run_of(w).run.task.classes),
+    log:
+        "logs/plot_class_scores/{run}.log",
+    localrule: True
+    conda:
+        "../../envs/dacapo-flow.yaml"
+    script:
+        "../scripts/plot_class_scores.py"
+
+
+rule plot_class_thresholds:
+    input:
+        scores=validation_scores,
+        best=BEST,
+    output:
+        report(
+            figure("thresholds"),
+            caption="../report/class_thresholds.rst",
+            category="Validation",
+            subcategory="{run}",
+        ),
+    wildcard_constraints:
+        run=CLASS_RUNS,
+    params:
+        criterion=lambda w: run_of(w).run.criterion,
+        classes=lambda w: list(run_of(w).run.task.classes),
+    log:
+        "logs/plot_class_thresholds/{run}.log",
+    localrule: True
+    conda:
+        "../../envs/dacapo-flow.yaml"
+    script:
+        "../scripts/plot_class_thresholds.py"
