@@ -23,6 +23,7 @@ from dacapo_core.segment import (
     relabel,
     segment_blockwise,
 )
+from dacapo_core.segment.graph import unique_pairs
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +208,12 @@ def edges_of(frags: np.ndarray, affs: np.ndarray) -> Graph:
     pairs, stats = edges(frags, affs)
     nodes, sizes = np.unique(frags[1:], return_counts=True)
     return Graph(nodes, sizes, pairs, stats)
+
+
+def test_unique_pairs_is_numpys_unique_along_axis_0():
+    rng = np.random.default_rng(4)
+    pairs = rng.integers(0, 2**40, (50, 2)).astype(np.uint64)[rng.integers(0, 50, 400)]
+    expected, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    found, found_inverse = unique_pairs(pairs)
+    assert len(found) < len(pairs) and found.dtype == np.uint64
+    assert np.array_equal(found, expected) and np.array_equal(found_inverse, inverse.ravel())
