@@ -76,6 +76,23 @@ def open_array(path: str | Path, mode: str = "r") -> Array:
         raise DataError(f"{path}: cannot open array ({type(e).__name__})") from None
 
 
+def read(array: Array, roi: Roi, fill_value: Any = 0) -> np.ndarray:
+    """``array.to_ndarray(roi, fill_value)`` read from zarr directly: funlib builds a dask
+    graph per read, which costs more than reading a block's chunks. Arrays with lazy
+    operations, or not backed by zarr, are read by funlib."""
+    source = array._source_data
+    if array.lazy_ops or not isinstance(source, zarr.Array):
+        return array.to_ndarray(roi, fill_value=fill_value)
+    channels = source.shape[: array.channel_dims]
+    out = np.full(channels + tuple(roi.shape / array.voxel_size), fill_value, source.dtype)
+    shared = array.roi.intersect(roi)
+    if not shared.empty:
+        into = ((shared - roi.offset) / array.voxel_size).to_slices()
+        start = ((shared - array.roi.offset) / array.voxel_size).to_slices()
+        out[(Ellipsis, *into)] = source[(Ellipsis, *start)]
+    return out
+
+
 def prepare_array(
     path: str | Path,
     roi: Roi,

@@ -36,6 +36,8 @@ from funlib.persistence import Array
 from scipy.ndimage import binary_erosion, distance_transform_edt
 from scipy.optimize import linear_sum_assignment
 
+from . import arrays
+
 #: world units: surface distances beyond are counted as this
 SURFACE_DISTANCE_CAP = 200.0
 
@@ -61,7 +63,7 @@ def contingency_blockwise(predicted: Array, true: Array, block: Coordinate) -> C
     blocks (world units): one block in memory at a time."""
     table: Contingency = Counter()
     for roi in blocks(predicted.roi.intersect(true.roi), block):
-        table.update(contingency(predicted.to_ndarray(roi), true.to_ndarray(roi)))
+        table.update(contingency(arrays.read(predicted, roi), arrays.read(true, roi)))
     return table
 
 
@@ -144,7 +146,7 @@ def surface_distance_blockwise(
     pooled = []
     for roi in blocks(total, block):
         read = roi.grow(margin, margin).intersect(total)
-        a, b = (x.to_ndarray(read) != 0 for x in (predicted, true))
+        a, b = (arrays.read(x, read) != 0 for x in (predicted, true))
         pooled.append(surface_distances(a, b, vs, cap, ((roi - read.offset) / vs).to_slices()))
     return percentile_95(np.concatenate(pooled))
 

@@ -69,7 +69,7 @@ def true_instances(stage: ClassScoreStage, name: str, inside: np.ndarray) -> np.
     definition = stage.task.classes[name]
     source = definition.array or stage.dataset.gt
     ids = arrays.open_array(arrays.array_path(stage.dataset.container, source))
-    ids = ids.to_ndarray(ids.roi)
+    ids = arrays.read(ids, ids.roi)
     components = ndimage.label(inside)[0]
     pairs = np.stack([components.ravel(), np.where(inside, ids, 0).ravel()])
     _, numbers = np.unique(pairs, axis=1, return_inverse=True)

@@ -81,7 +81,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     roi = seg.roi.intersect(gt.roi)
     if roi.empty:
         raise arrays.DataError(f"{args.segmentation} and {args.gt} do not overlap")
-    labels = [seg.to_ndarray(roi), gt.to_ndarray(roi)]
+    labels = [arrays.read(seg, roi), arrays.read(gt, roi)]
     if args.per_section and roi.dims != 3:
         raise arrays.DataError(f"{args.gt}: --per-section needs 3D arrays (a stack of sections)")
     if args.per_section:

@@ -16,6 +16,8 @@ import zarr
 from funlib.geometry import Roi
 from funlib.persistence import Array
 
+from . import arrays
+
 #: stored dtype -> scale (affinity = stored value * scale)
 SCALES = {"float32": 1.0, "uint8": 1 / 255}
 
@@ -40,4 +42,4 @@ def decode(data: np.ndarray, scale: float) -> np.ndarray:
 
 def read_affinities(array: Array, path: str | Path, roi: Roi) -> np.ndarray:
     """Affinities in [0, 1] as float32 of ``roi``, whatever dtype the prediction is stored in."""
-    return decode(array.to_ndarray(roi), scale_of(path))
+    return decode(arrays.read(array, roi), scale_of(path))

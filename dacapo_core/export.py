@@ -69,7 +69,7 @@ def _test_input(raw: arrays.Array, shape: Coordinate) -> np.ndarray:
     lifted = Coordinate((1,) * (vs.dims - len(shape)) + tuple(shape))
     size = lifted * vs
     begin = (raw.roi.center - size / 2) // vs * vs
-    data = raw.to_ndarray(Roi(begin, size), fill_value=0)
+    data = arrays.read(raw, Roi(begin, size))
     return data.reshape(tuple(shape))
 
 

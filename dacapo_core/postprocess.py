@@ -81,7 +81,7 @@ class ThresholdWorker(MapWorker):
 class ArgmaxWorker(MapWorker):
     def process(self, block: daisy.Block) -> None:
         roi = block.write_roi
-        stored = self.source.to_ndarray(roi)  # the scale is monotonic: argmax as stored
+        stored = arrays.read(self.source, roi)  # the scale is monotonic: argmax as stored
         self.target[roi] = np.argmax(stored, axis=0).astype(self.target.dtype)
 
 
@@ -91,7 +91,7 @@ class LabelWorker(MapWorker):
     def process(self, block: daisy.Block) -> None:
         roi = block.write_roi
         vs = self.source.voxel_size
-        local, _ = ndimage.label(self.source.to_ndarray(roi) != 0)
+        local, _ = ndimage.label(arrays.read(self.source, roi) != 0)
         ids, first = np.unique(local, return_index=True)
         coords = np.unravel_index(first, local.shape)
         shift = (roi.offset - self.target.roi.offset) / vs
@@ -116,7 +116,7 @@ class FaceWorker(blockwise.BlockWorker):
 
     def process(self, block: daisy.Block) -> None:
         vs = self.source.voxel_size
-        data = self.source.to_ndarray(block.write_roi.grow(vs, vs * 0), fill_value=0)
+        data = arrays.read(self.source, block.write_roi.grow(vs, vs * 0))
         inner = (slice(1, None),) * data.ndim
         nodes, sizes = np.unique(data[inner], return_counts=True)
         pairs = []
@@ -144,7 +144,7 @@ class RelabelWorker(MapWorker):
         self.nodes, self.instances = table["nodes"], table["instances"]
 
     def process(self, block: daisy.Block) -> None:
-        data = self.source.to_ndarray(block.write_roi)
+        data = arrays.read(self.source, block.write_roi)
         self.target[block.write_roi] = relabel(data, self.nodes, self.instances)
 
 

@@ -126,7 +126,7 @@ class Predictor:
         context = self.context(vs)
         windows = self.windows(roi, raw.roi, vs)
         covered = windows[0].union(windows[-1])
-        data = raw.to_ndarray(covered.grow(context, context), fill_value=0).astype(np.float32)
+        data = arrays.read(raw, covered.grow(context, context)).astype(np.float32)
         data *= intensity_scale(raw.dtype)
         result = np.zeros((self.channels, *(covered.shape / vs)), dtype=np.float32)
         origin = covered.begin - context

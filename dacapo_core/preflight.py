@@ -102,14 +102,14 @@ def _check_labels(
     found = not labelled
     rois, complete = sample_chunks(gt)
     for roi in rois:
-        labels = gt.to_ndarray(roi)
+        labels = arrays.read(gt, roi)
         if not whole and not np.array_equal(labels, np.round(labels)):
             raise ConfigError(
                 f"{_where(cfg, name, 'gt')}: instance labels must be integers, found "
                 f"{_fraction(labels)} ({gt.dtype})"
             )
         if not found:
-            inside = labels != 0 if mask is None else (labels != 0) & (mask.to_ndarray(roi) != 0)
+            inside = labels != 0 if mask is None else (labels != 0) & (arrays.read(mask, roi) != 0)
             found = bool(inside.any())
         if found and whole:
             return

@@ -148,9 +148,9 @@ def _section(path: str, roi: Roi, z: int | None) -> np.ndarray:
     """The z-section of ``roi`` at world ``z``, read alone: apply targets may be large."""
     array = arrays.open_array(path)
     if z is None:
-        return array.to_ndarray(roi.intersect(array.roi))
+        return arrays.read(array, roi.intersect(array.roi))
     plane = Roi((z, *roi.offset[1:]), (array.voxel_size[0], *roi.shape[1:]))
-    return array.to_ndarray(plane.intersect(array.roi))[..., 0, :, :]
+    return arrays.read(array, plane.intersect(array.roi))[..., 0, :, :]
 
 
 def _segment_colours(labels: np.ndarray) -> np.ndarray:

@@ -36,8 +36,8 @@ def score(
         for key in {(p["merge_function"], p["min_size"]) for p in parameter_sets}
     }
     frags_array = arrays.open_array(frags_path)
-    frags = frags_array.to_ndarray(frags_array.roi)
-    gt = arrays.open_array(stage.gt).to_ndarray(frags_array.roi)
+    frags = arrays.read(frags_array, frags_array.roi)
+    gt = arrays.read(arrays.open_array(stage.gt), frags_array.roi)
     if fragment_dims(frags_path) < frags_array.voxel_size.dims:
         gt = per_section(gt)  # segments are per section: so are the objects scored
     overlap = Overlap.of(frags, gt)

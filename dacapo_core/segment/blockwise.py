@@ -74,7 +74,7 @@ class EdgeWorker(GraphWorker):
     def process(self, block: daisy.Block) -> None:
         vs = self.frags_array.voxel_size
         read = block.write_roi.grow(vs, Coordinate((0,) * vs.dims))
-        frags = self.frags_array.to_ndarray(read)
+        frags = arrays.read(self.frags_array, read)
         affs = codec.read_affinities(self.affs_array, self.affs, read)
         pairs, stats = edges(frags, affs, self.dims)
         nodes, sizes = np.unique(frags[(slice(1, None),) * frags.ndim], return_counts=True)
@@ -108,7 +108,7 @@ class RelabelWorker(blockwise.BlockWorker):
         return self.table[1], self.table[2]
 
     def process(self, block: daisy.Block) -> None:
-        data = self.frags_array.to_ndarray(block.write_roi)
+        data = arrays.read(self.frags_array, block.write_roi)
         table = self.lookup(self.plan.index_of(block.write_roi.begin))
         self.out_array[block.write_roi] = relabel(data, *table)
 
