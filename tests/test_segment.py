@@ -1,5 +1,7 @@
 """Seamless blockwise segmentation: small blocks agree with one whole-volume block."""
 
+import hashlib
+
 import numpy as np
 import pytest
 from funlib.geometry import Coordinate
@@ -217,3 +219,28 @@ def test_unique_pairs_is_numpys_unique_along_axis_0():
     found, found_inverse = unique_pairs(pairs)
     assert len(found) < len(pairs) and found.dtype == np.uint64
     assert np.array_equal(found, expected) and np.array_equal(found_inverse, inverse.ravel())
+
+
+#: sha256 of the segmentation below, as made before the speed work of issue 19
+GOLDEN = "550c93cfc9b2be48690244fdde3baa0d168d2bed529801b5e0db4435ac70028c"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_segmentation_is_bit_identical_to_the_golden_one(tmp_path, workers):
+    """Speed work must not change a voxel: a fixed volume's segmentation has one hash,
+    in worker processes and in the job's own."""
+    rng = np.random.default_rng(7)
+    labels = cells((48, 48, 48), diameter=12, rng=rng)
+    labels[membranes(labels)] = 0
+    affs = seg_to_affgraph(labels.astype(np.int32), -np.eye(3, dtype=int)).astype(np.float32)
+    affs = np.stack([ndimage.gaussian_filter(a, 1.0) for a in affs])
+    affs = np.clip(affs + rng.normal(scale=0.05, size=affs.shape), 0, 1).astype(np.float32)
+    arrays.write_numpy(f"{tmp_path}/g.zarr/affs", affs, Coordinate(8, 8, 8))
+    out = f"{tmp_path}/g.zarr/seg"
+    segment_blockwise(
+        f"{tmp_path}/g.zarr/affs", out, 0.5, block_shape=(16, 16, 16), num_workers=workers
+    )
+    seg = arrays.open_array(out)
+    data = arrays.read(seg, seg.roi)
+    assert len(np.unique(data)) > 100
+    assert hashlib.sha256(data.tobytes()).hexdigest() == GOLDEN
