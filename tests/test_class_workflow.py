@@ -140,6 +140,8 @@ def test_tiny_organelle_workflow_end_to_end(organelles):
         assert mask.roi == raw.roi and set(np.unique(mask.to_ndarray(mask.roi))) <= {0, 1}
         attrs = zarr.open(str(target / f"classes/{name}"), mode="r").attrs
         assert attrs["threshold"] == chosen["classes"][name]["parameters"]["threshold"]
+        # blocks (and chunks) of the apply entry's block_shape, in voxels
+        assert zarr.open(str(target / f"classes/{name}"), mode="r").chunks == (20, 40, 40)
     instances = arrays.open_array(target / "instances/mito").to_ndarray(raw.roi)
     mask = arrays.open_array(target / "classes/mito").to_ndarray(raw.roi)
     assert np.array_equal(instances > 0, (instances > 0) & (mask > 0))

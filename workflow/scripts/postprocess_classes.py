@@ -3,16 +3,15 @@ prediction post-processed blockwise with the chosen (or default) parameters."""
 
 from funlib.geometry import Coordinate
 
-from dacapo_core import arrays, logs, provenance
+from dacapo_core import logs, provenance
 from dacapo_core.postprocess import argmax_blockwise, components_blockwise, threshold_blockwise
 
 logs.to_file(snakemake.log[0])
 rule, stage = snakemake.rule, snakemake.params.stage
 out = snakemake.output[0]
 source = snakemake.input.get("prediction") or snakemake.input.mask
-vs = arrays.open_array(source).voxel_size
-block = Coordinate(stage["block_shape"]) * vs
-common = {"block_shape": block, "num_workers": snakemake.threads}
+# voxels: the blockwise functions turn them into world units themselves
+common = {"block_shape": Coordinate(stage["block_shape"]), "num_workers": snakemake.threads}
 common["log_dir"] = f"{snakemake.log[0]}.workers"
 if rule == "threshold_class":
     threshold_blockwise(source, out, stage["name"], stage["threshold"], **common)
