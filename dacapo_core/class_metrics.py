@@ -36,7 +36,7 @@ from funlib.persistence import Array
 from scipy.ndimage import binary_erosion, distance_transform_edt
 from scipy.optimize import linear_sum_assignment
 
-from . import arrays
+from . import arrays, evaluate
 
 #: world units: surface distances beyond are counted as this
 SURFACE_DISTANCE_CAP = 200.0
@@ -45,10 +45,9 @@ Contingency = Counter[tuple[int, int]]
 
 
 def contingency(predicted: np.ndarray, true: np.ndarray) -> Contingency:
-    """Voxels per (predicted value, true value) pair."""
-    pairs = np.stack([predicted.ravel(), true.ravel()]).astype(np.uint64)
-    values, counts = np.unique(pairs, axis=1, return_counts=True)
-    return Counter({(int(p), int(t)): int(n) for (p, t), n in zip(values.T, counts, strict=True)})
+    """Voxels per (predicted value, true value) pair (``evaluate.contingency``)."""
+    pairs, counts = evaluate.contingency(predicted, true)
+    return Counter({(int(p), int(t)): int(n) for (p, t), n in zip(pairs, counts, strict=True)})
 
 
 def blocks(roi: Roi, block: Coordinate) -> list[Roi]:

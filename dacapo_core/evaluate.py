@@ -7,7 +7,8 @@
 - GT label 0 (background / boundary) is ignored in every score.
 
 Every score comes from one contingency table (``Overlap``: voxels per pair of GT
-label and segment), through scikit-image's implementations. Merging segments only
+label and segment, counted by ``contingency``, which the class metrics count with
+too), through scikit-image's implementations. Merging segments only
 sums the table's columns, so a validation sweep counts the voxels once, for the
 fragments, and scores each threshold from its lookup table alone.
 """
@@ -20,8 +21,17 @@ import numpy as np
 from scipy import sparse
 from skimage.metrics import adapted_rand_error, variation_of_information
 
+from .segment.graph import unique_pairs
+
 #: scikit-image checks the images' shapes even when it is given a table
 _NO_IMAGE = np.zeros(0)
+
+
+def contingency(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Voxels per pair of values: the pairs (a's value, b's value), sorted, and their
+    counts; tables of blocks add up to the whole volume's."""
+    pairs, inverse = unique_pairs(np.stack([a.ravel(), b.ravel()], axis=1).astype(np.uint64))
+    return pairs, np.bincount(inverse, minlength=len(pairs))
 
 
 @dataclass(frozen=True)
@@ -36,14 +46,13 @@ class Overlap:
     def of(cls, segmentation: np.ndarray, gt: np.ndarray) -> Overlap:
         if segmentation.shape != gt.shape:
             raise ValueError(f"shapes differ: segmentation {segmentation.shape}, gt {gt.shape}")
-        labelled = gt != 0
-        ids, columns = np.unique(segmentation[labelled], return_inverse=True)
-        rows = np.unique(gt[labelled], return_inverse=True)[1]
-        counts = np.ones(len(rows))  # summed per pair when the table is made
-        return cls(
-            ids,
-            sparse.csr_array((counts, (rows, columns)), shape=(rows.max(initial=-1) + 1, len(ids))),
-        )
+        pairs, counts = contingency(gt, segmentation)
+        labelled = pairs[:, 0] != 0
+        rows = np.unique(pairs[labelled, 0], return_inverse=True)[1]
+        ids, columns = np.unique(pairs[labelled, 1], return_inverse=True)
+        shape = (rows.max(initial=-1) + 1, len(ids))
+        table = sparse.csr_array((counts[labelled].astype(float), (rows, columns)), shape=shape)
+        return cls(ids, table)
 
     def relabelled(self, nodes: np.ndarray, segments: np.ndarray) -> Overlap:
         """The overlap after mapping segment ids ``nodes`` (sorted) to ``segments``, as
