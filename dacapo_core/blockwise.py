@@ -48,10 +48,10 @@ class BlockWorker:
     def process_block(self, block: daisy.Block) -> None:
         """One block, set up first if needed; an error names the block (daisy reports
         only the last line of a worker's error)."""
-        if not self.ready:
-            self.setup()
-            self.ready = True
         try:
+            if not self.ready:
+                self.setup()
+                self.ready = True
             self.process(block)
         except Exception as e:
             where = arrays.format_roi(block.write_roi)
