@@ -7,9 +7,9 @@ in a work directory where the demo data exist (made once by the workflow), so th
 config validation, preflight (which opens the arrays) and every input function run
 as they do for a user. Floor: a generated Snakefile of the same shape (per
 repetition a chain of training chunks; per checkpoint a prediction, fragments, a
-score and its collection; per run a selection) with trivial input functions and no config, dry-run the
-same way. Printed per K: jobs, seconds of each, their ratio, and milliseconds per
-job (flat when planning is linear in jobs).
+score and its collection; per run a selection) with trivial input functions and no
+config, dry-run the same way. Printed per K: jobs, seconds of each, their ratio,
+and milliseconds per job (flat when planning is linear in jobs).
 """
 
 from __future__ import annotations
