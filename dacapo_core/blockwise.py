@@ -128,9 +128,8 @@ def run(
     )
     host = os.environ.get("DAISY_HOST", "127.0.0.1")  # never all interfaces by default
     try:
-        states = daisy.run_blockwise(
-            [task], multiprocessing=not in_process, host=host, return_states=True, summary=False
-        )
+        serial = {"multiprocessing": False} if in_process else {}
+        states = daisy.run_blockwise([task], host=host, return_states=True, summary=False, **serial)
     except BlockwiseError as e:  # in this process: the first failed block ends the run
         raise BlockwiseError(f"{stage}: a block failed writing {output}; {e}") from e
     state = states[task.task_id]

@@ -119,7 +119,7 @@ rule plot_class_scores:
     conda:
         "../../envs/dacapo-flow.yaml"
     script:
-        "../scripts/plot_class_scores.py"
+        "../scripts/plot_class.py"
 
 
 rule plot_class_thresholds:
@@ -144,4 +144,4 @@ rule plot_class_thresholds:
     conda:
         "../../envs/dacapo-flow.yaml"
     script:
-        "../scripts/plot_class_thresholds.py"
+        "../scripts/plot_class.py"
