@@ -525,6 +525,11 @@ class RunConfig(Strict):
     start: StartConfig | None = Field(
         None, description="initialise from another run's selected checkpoint (fine-tuning)"
     )
+    selection: Literal["best", "stable"] = Field(
+        "best",
+        description="affinities: best (the best value) or stable (the best worst-case over "
+        "each threshold and its neighbours: a choice off a steep edge of the threshold curve)",
+    )
     prediction_dtype: Literal["float32", "uint8"] = Field(
         "float32",
         description="how validation and apply store affinities (uint8: a quarter of the disk, "

@@ -58,20 +58,60 @@ def _key(params: dict[str, Any]) -> str:
     return ",".join(f"{k}={params[k]}" for k in sorted(params))
 
 
-def select_best(scores: xr.DataArray) -> dict[str, Any]:
-    """Per criterion: iteration, parameters, value (mean over datasets), direction."""
+def threshold_neighbours(parameter_sets: list[dict[str, Any]]) -> list[list[int]]:
+    """Per parameter set: its own index and those of the sets with the next lower and
+    next higher threshold and otherwise the same parameters (one curve of the sweep)."""
+    curves: dict[str, list[int]] = {}
+    for i, params in enumerate(parameter_sets):
+        rest = _key({k: v for k, v in params.items() if k != "threshold"})
+        curves.setdefault(rest, []).append(i)
+    around = [[i] for i in range(len(parameter_sets))]
+    for members in curves.values():
+        ordered = sorted(members, key=lambda i: parameter_sets[i]["threshold"])
+        for pos, i in enumerate(ordered):
+            around[i] += ordered[max(0, pos - 1) : pos] + ordered[pos + 1 : pos + 2]
+    return around
+
+
+def stable_values(
+    table: np.ndarray, parameter_sets: list[dict[str, Any]], direction: str
+) -> np.ndarray:
+    """(iteration, parameter set) values made robust to a small threshold shift: each
+    the worst of its own and its threshold neighbours' values.
+
+    A threshold that is best on validation but sits on a steep edge of its curve
+    (one step further, many objects merge) transfers badly to new data, whose curve
+    is shifted a little; the worst value around it prefers the curve's plateau.
+    """
+    worst = np.max if direction == "lower" else np.min
+    around = threshold_neighbours(parameter_sets)
+    return np.stack([worst(table[:, idx], axis=1) for idx in around], axis=1)
+
+
+def select_best(scores: xr.DataArray, stable: bool = False) -> dict[str, Any]:
+    """Per criterion: iteration, parameters, value (mean over datasets), direction.
+
+    ``stable``: choose by ``stable_values`` (ties by the value itself); ``value`` stays
+    the chosen set's own value, ``stable_value`` is added.
+    """
     mean = scores.mean("dataset")
+    parameter_sets = scores.attrs["parameter_sets"]
     best = {}
     for criterion, direction in sorted(CRITERIA.items()):
         table = mean.sel(criterion=criterion).values
-        flat = table.argmin() if direction == "lower" else table.argmax()
+        sign = 1 if direction == "lower" else -1
+        robust = stable_values(table, parameter_sets, direction) if stable else table
+        # lexsort: last key first; equal keys keep the earlier iteration, then set
+        flat = np.lexsort(((sign * table).ravel(), (sign * robust).ravel()))[0]
         i, p = np.unravel_index(flat, table.shape)
         best[criterion] = {
             "iteration": int(mean.iteration[i]),
-            "parameters": scores.attrs["parameter_sets"][p],
+            "parameters": parameter_sets[p],
             "value": float(table[i, p]),
             "direction": direction,
         }
+        if stable:
+            best[criterion]["stable_value"] = float(robust[i, p])
     return best
 
 
@@ -152,12 +192,13 @@ def select_classes(score_files: Iterable[str | Path]) -> dict[str, Any]:
     return best
 
 
-def select(score_files: Iterable[str | Path]) -> dict[str, Any]:
-    """best.json's content: per criterion of the run's kind (affinities or classes)."""
+def select(score_files: Iterable[str | Path], stable: bool = False) -> dict[str, Any]:
+    """best.json's content: per criterion of the run's kind (affinities or classes);
+    ``stable``: see ``select_best``."""
     score_files = list(score_files)
     if score_files and is_class_scores(score_files):
         return select_classes(score_files)
-    return select_best(load_scores(score_files))
+    return select_best(load_scores(score_files), stable)
 
 
 def checkpoint_of(checkpoints: Iterable[str], iteration: int) -> str:
@@ -230,7 +271,9 @@ def apply_choice(
         pinned = {k: getattr(pins, k) for k in PINNABLE if getattr(pins, k) is not None}
         if len(pinned) < len(PINNABLE):
             selected = (
-                read_json(best) if pins.iteration is None else select_best(load_scores([scores]))
+                read_json(best)
+                if pins.iteration is None
+                else select_best(load_scores([scores]), pins.stable)
             )
             pinned = {**selected[criterion]["parameters"], **pinned}
         choice["parameters"] = pinned

@@ -151,15 +151,17 @@ class ChoiceStage(Strict):
     run's criterion for what is not pinned (read from the selection)."""
 
     criterion: str
+    stable: bool = False
     iteration: int | None = None
     merge_function: str | None = None
     min_size: int | None = None
     threshold: float | None = None
 
     @classmethod
-    def of(cls, entry: ApplyConfig, criterion: str) -> ChoiceStage:
+    def of(cls, entry: ApplyConfig, run: RunConfig) -> ChoiceStage:
         return cls(
-            criterion=criterion,
+            criterion=run.criterion,
+            stable=run.selection == "stable",
             iteration=entry.iteration,
             merge_function=entry.merge_function,
             min_size=entry.min_size,

@@ -1,6 +1,8 @@
 """Selection: direction per criterion, ties to the earlier iteration, mean over datasets."""
 
+import numpy as np
 import pytest
+import xarray as xr
 
 from dacapo_core import select
 from dacapo_core.arrays import write_json
@@ -82,3 +84,39 @@ def test_validation_prediction_prefers_the_one_beside_the_scores(tmp_path):
     beside = tmp_path / "validation/20/val.zarr/prediction"
     beside.mkdir(parents=True)
     assert select.validation_prediction(tmp_path, "val", 20) == beside
+
+
+def sweep_scores(curves: dict[str, list[float]]) -> xr.DataArray:
+    """One iteration, one dataset: a voi curve over thresholds 0.3, 0.5, 0.7 per merge
+    function (the other criteria follow voi)."""
+    thresholds = [0.3, 0.5, 0.7]
+    sets = [{"merge_function": m, "threshold": t} for m in curves for t in thresholds]
+    voi = np.array([v for values in curves.values() for v in values])
+    values = np.stack([voi / 10, voi, voi / 2, voi / 2], axis=-1)  # arand voi merge split
+    return xr.DataArray(
+        values[None, :, None, :],
+        dims=("iteration", "parameters", "dataset", "criterion"),
+        coords={
+            "iteration": [10],
+            "parameters": [select._key(p) for p in sets],
+            "dataset": ["a"],
+            "criterion": ["arand", "voi", "voi_merge", "voi_split"],
+        },
+        attrs={"parameter_sets": sets},
+    )
+
+
+def test_stable_selection_leaves_a_steep_edge_for_the_plateau():
+    # mean's best threshold (0.5: 0.5) sits next to a cliff (0.7: 3.0); hist's curve
+    # is flat around 0.7, a little worse at its own best
+    scores = sweep_scores({"mean": [1.0, 0.5, 3.0], "hist_quant_50": [0.8, 0.6, 0.7]})
+    assert select_best(scores)["voi"]["parameters"] == {"merge_function": "mean", "threshold": 0.5}
+    stable = select_best(scores, stable=True)["voi"]
+    assert stable["parameters"] == {"merge_function": "hist_quant_50", "threshold": 0.7}
+    assert (stable["value"], stable["stable_value"]) == (0.7, 0.7)
+
+
+def test_threshold_neighbours_stay_on_their_curve():
+    sets = [{"merge_function": m, "threshold": t} for m in ("a", "b") for t in (0.5, 0.1, 0.9)]
+    around = select.threshold_neighbours(sets)
+    assert [set(a) for a in around] == [{0, 1, 2}, {0, 1}, {0, 2}, {3, 4, 5}, {3, 4}, {3, 5}]

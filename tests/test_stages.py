@@ -27,7 +27,7 @@ def stages(cfg: config.ExperimentConfig) -> dict[str, object]:
         "validate_predict": PredictStage.validation(run, val),
         "fragments": run.post_processor.fragments,
         "score": ScoreStage.of(run, val),
-        "choose": ChoiceStage.of(entry, run.criterion),
+        "choose": ChoiceStage.of(entry, run),
         "predict": PredictStage.target(run, entry, test, 3, 20),
     }
 

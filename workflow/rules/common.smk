@@ -292,7 +292,7 @@ def apply_entry(wildcards) -> dconfig.ApplyConfig:
 
 
 def choice_stage(wildcards) -> ChoiceStage:
-    return ChoiceStage.of(apply_entry(wildcards), run_of(wildcards).run.criterion)
+    return ChoiceStage.of(apply_entry(wildcards), run_of(wildcards).run)
 
 
 def choice_inputs(wildcards) -> dict[str, str]:

@@ -11,6 +11,8 @@ rule select:
             category="Selection",
             subcategory="{run}",
         ),
+    params:
+        stable=lambda w: run_of(w).run.selection == "stable",
     log:
         "logs/select/{run}.log",
     localrule: True

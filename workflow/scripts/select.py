@@ -9,4 +9,6 @@ logs.to_file(snakemake.log[0])
 run = snakemake.wildcards.run
 scores = {Path(p).parent.name: p for p in snakemake.input}  # validation/{it}/scores.json
 found = provenance.record(run, snakemake.config["config_hashes"][run], None, scores)
-arrays.write_json(snakemake.output[0], {**select(snakemake.input), provenance.KEY: found})
+arrays.write_json(
+    snakemake.output[0], {**select(snakemake.input, snakemake.params.stable), provenance.KEY: found}
+)
