@@ -49,6 +49,7 @@ from dacapo_core import arrays, layout
 from dacapo_core.config import CRITERIA, WatershedConfig
 from dacapo_core.evaluate import evaluate
 from dacapo_core.segment import fragment_prediction
+from dacapo_core.select import stable_values
 from dacapo_core.stages import ScoreStage
 from dacapo_core.validate import score
 
@@ -68,19 +69,20 @@ def half_roi(shape: tuple[int, ...], test: bool) -> Roi:
 
 def import_gala(workdir: Path) -> dict[str, Roi]:
     """Train raw/labels, the whole test raw, and the test labels as two halves (each
-    with its own offset); the halves' world ROIs by name."""
+    with its own offset), unless a kept work directory has them; the halves' world
+    ROIs by name."""
     container = f"{workdir}/gala.zarr"
+    test = np.load(GALA / "test.npz")
+    rois = {name: half_roi(test["labels"].shape, test=name == "test") for name in ("val", "test")}
+    if Path(container).exists():  # a kept work directory: rewriting would retrain
+        return rois
     train = np.load(GALA / "train.npz")
     for key in ("raw", "labels"):
         arrays.write_numpy(f"{container}/train/{key}", train[key], VOXEL)
-    test = np.load(GALA / "test.npz")
     arrays.write_numpy(f"{container}/test/raw", test["raw"], VOXEL)
-    rois = {}
-    for name in ("val", "test"):
-        roi = half_roi(test["labels"].shape, test=name == "test")
+    for name, roi in rois.items():
         labels = test["labels"][(roi / VOXEL).to_slices()]
         arrays.write_numpy(f"{container}/test/labels_{name}", labels, VOXEL, roi.offset)
-        rois[name] = roi
     return rois
 
 
@@ -132,6 +134,13 @@ def best_of(results: list[dict], criterion: str = "voi") -> dict:
     return min(results, key=lambda r: sign * r["scores"][criterion])
 
 
+def stable_of(results: list[dict]) -> dict:
+    """The result ``selection: stable`` chooses among one sweep's (by VOI)."""
+    table = np.array([[r["scores"]["voi"] for r in results]])
+    robust = stable_values(table, [r["parameters"] for r in results], "lower")[0]
+    return {**results[int(np.argmin(robust))], "stable_value": float(robust.min())}
+
+
 def scores_at(results: list[dict], parameters: dict) -> dict:
     return next(r["scores"] for r in results if r["parameters"] == parameters)
 
@@ -171,7 +180,9 @@ def learned(workdir: Path, cfg: dict) -> dict[str, Any]:
         affs, f"{workdir}/gala.zarr/test/labels_test", workdir / "oracle", val_params(val)
     )
     seconds, iterations = training_time(workdir)
+    stable = stable_of(val["datasets"]["val"]["results"])
     return {
+        "stable": {**stable, "test": scores_at(results, stable["parameters"])},
         "iteration": choice["iteration"],
         "parameters": choice["parameters"],
         "validation": val_scores,
@@ -192,7 +203,7 @@ def baseline(workdir: Path, rois: dict[str, Roi], sigmas: tuple[float, ...]) -> 
     scored on the test half, with the test half's oracle."""
     raw = np.load(GALA / "test.npz")["raw"].astype(np.float32) / 255
     parameter_sets = WatershedConfig().parameter_sets()
-    chosen, runs = None, {}
+    chosen, best_stable, runs = None, None, {}
     for sigma in sigmas:
         smooth = ndimage.gaussian_filter(raw, sigma)
         smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min())
@@ -204,6 +215,9 @@ def baseline(workdir: Path, rois: dict[str, Roi], sigmas: tuple[float, ...]) -> 
             zarr.open(affs, mode="a").attrs["neighborhood"] = np.eye(3, dtype=int).tolist()
             gt = f"{workdir}/gala.zarr/test/labels_{half}"
             runs[sigma, half] = sweep(affs, gt, base, parameter_sets)
+        stable = stable_of(runs[sigma, "val"])
+        if best_stable is None or stable["stable_value"] < best_stable["stable_value"]:
+            best_stable = {**stable, "sigma": sigma}
         val_best = best_of(runs[sigma, "val"])
         if chosen is None or val_best["scores"]["voi"] < chosen["validation"]["voi"]:
             chosen = {
@@ -215,7 +229,13 @@ def baseline(workdir: Path, rois: dict[str, Roi], sigmas: tuple[float, ...]) -> 
     oracle = min(
         (best_of(runs[s, "test"]) | {"sigma": s} for s in sigmas), key=lambda r: r["scores"]["voi"]
     )
-    return {**chosen, "test": scores_at(test, chosen["parameters"]), "oracle": oracle}
+    stable_test = scores_at(runs[best_stable["sigma"], "test"], best_stable["parameters"])
+    return {
+        **chosen,
+        "test": scores_at(test, chosen["parameters"]),
+        "oracle": oracle,
+        "stable": {**best_stable, "test": stable_test},
+    }
 
 
 def line(name: str, scores: dict) -> str:
@@ -247,6 +267,8 @@ def main() -> None:
     chosen = f"it {trained['iteration']}, {trained['parameters']}"
     print(line(f"learned, validation half ({chosen})", trained["validation"]))
     print(line("learned, test half", trained["test"]))
+    stable = trained["stable"]
+    print(line(f"learned, test half, stable choice ({stable['parameters']})", stable["test"]))
     print(
         line(
             f"learned, test oracle ({trained['oracle']['parameters']})", trained["oracle"]["scores"]
@@ -262,6 +284,9 @@ def main() -> None:
         classic = baseline(workdir, rois, (0.5, 1.0, 2.0))
         print(line(f"raw watershed, validation (sigma {classic['sigma']})", classic["validation"]))
         print(line("raw watershed, test half", classic["test"]))
+        stable = classic["stable"]
+        name = f"raw watershed, test half, stable (sigma {stable['sigma']}, {stable['parameters']})"
+        print(line(name, stable["test"]))
         print(
             line(
                 f"raw watershed, test oracle (sigma {classic['oracle']['sigma']})",
