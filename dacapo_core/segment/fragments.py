@@ -35,17 +35,21 @@ def fragments(
     if options.method == "waterz":
         nn = np.ascontiguousarray(affs[:3], dtype=np.float32)
         labels = next(iter(waterz.agglomerate(nn, thresholds=[0.0]))).copy()
-        seeds = None
-    else:
-        labels, seeds = _seeded_watershed(affs[:dims], options.threshold, options.seed_distance)
-    ids, first, inverse = np.unique(labels.ravel(), return_index=True, return_inverse=True)
-    if seeds is not None:  # the first voxel of each basin's seed, not of the basin
-        seed_ids, seed_first = np.unique(seeds.ravel(), return_index=True)
-        by_label = np.zeros(int(seed_ids.max()) + 1, dtype=np.int64)
-        by_label[seed_ids] = seed_first
-        first = by_label[ids]
-    representative = np.where(ids == 0, 0, first.astype(np.uint64) + 1)
-    return representative[inverse].reshape(labels.shape)
+        return _first_voxel_ids(labels)[labels]
+    labels, seeds = _seeded_watershed(affs[:dims], options.threshold, options.seed_distance)
+    return _first_voxel_ids(seeds)[labels]
+
+
+def _first_voxel_ids(labels: np.ndarray) -> np.ndarray:
+    """Lookup table: label -> 1 + the linear index of its first voxel in ``labels`` (0
+    stays 0). Only labelled voxels are sorted: seeds are sparse, and a basin is named
+    after its seed, not its first voxel."""
+    where = np.flatnonzero(labels)
+    values = labels.ravel()[where]
+    table = np.zeros(int(values.max(initial=0)) + 1, dtype=np.uint64)
+    present, first = np.unique(values, return_index=True)
+    table[present] = where[first].astype(np.uint64) + 1
+    return table
 
 
 def _seeded_watershed(
