@@ -210,6 +210,16 @@ def affinity_dims(path: str | Path) -> int:
     return len(neighborhood[0]) if neighborhood else array.ndim - 1
 
 
+def long_range_offsets(path: str | Path) -> list[list[int]]:
+    """The offsets (voxels, one entry per spatial axis) of a prediction's channels
+    after the nearest-neighbour ones; none where it records no neighbourhood."""
+    array = zarr.open(str(path), mode="r")
+    neighborhood = array.attrs.get("neighborhood") or []
+    spatial = array.ndim - 1
+    long = neighborhood[affinity_dims(path) :]
+    return [[0] * (spatial - len(offset)) + list(offset) for offset in long]
+
+
 def fingerprint(path: str | Path) -> str:
     """Size and modification time of a file, or of an array's metadata: an input
     that was rewritten since a partial result was started changes it."""

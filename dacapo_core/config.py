@@ -386,10 +386,16 @@ class FragmentOptions(Strict):
         description="voxels read around each block: seeds near a block face then match a "
         "whole-volume run where objects are thinner than twice this",
     )
+    long_range: bool = Field(
+        False,
+        description="the region graph also gets edges of the long-range affinities (what "
+        "mutex watershed repels with); on by itself where the post-processor has biases",
+    )
 
 
 class WatershedConfig(Strict):
-    """Fragments (watershed on affinities) + hierarchical agglomeration; a grid sweep."""
+    """Fragments (watershed on affinities) + hierarchical agglomeration, a grid sweep; and
+    optionally mutex watershed of the same region graph, a sweep of biases."""
 
     type: Literal["watershed"] = "watershed"
     fragments: FragmentOptions = FragmentOptions()
@@ -409,15 +415,37 @@ class WatershedConfig(Strict):
         min_length=1,
         description="fragments smaller than this (voxels) merge into their best neighbour first",
     )
+    biases: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        default=[],
+        description="mutex watershed on the region graph, one parameter set per bias, swept "
+        "beside the agglomeration grid: an edge (nearest-neighbour or long-range) attracts "
+        "where its mean affinity is above the bias, repels where below; one superblock only",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _long_range_for_biases(cls, data: Any) -> Any:
+        """Mutex watershed needs the long-range edges: biases turn them on."""
+        if not isinstance(data, dict) or not data.get("biases"):
+            return data
+        fragments = data.get("fragments") or {}
+        if isinstance(fragments, BaseModel):
+            fragments = fragments.model_dump(exclude_unset=True)
+        if not isinstance(fragments, dict):
+            return data  # the field's own validation names it
+        if fragments.get("long_range") is False:
+            raise ValueError("fragments.long_range: biases (mutex watershed) need it")
+        return {**data, "fragments": {**fragments, "long_range": True}}
 
     def parameter_sets(self) -> list[dict[str, Any]]:
-        """Every combination of the grid, in a stable order."""
-        return [
+        """Every combination of the grid, then each bias, in a stable order."""
+        grid = [
             {"merge_function": m, "min_size": s, "threshold": t}
             for m in self.merge_function
             for s in sorted(self.min_size)
             for t in sorted(self.thresholds)
         ]
+        return grid + [{"bias": b} for b in sorted(self.biases)]
 
 
 def _known_criterion(value: str) -> str:
@@ -581,6 +609,7 @@ class RunConfig(Strict):
 #: a pinned merge function or minimal size is validated as one entry of the post_processor grid
 _MergeFunction = get_args(WatershedConfig.model_fields["merge_function"].annotation)[0]
 _MinSize = get_args(WatershedConfig.model_fields["min_size"].annotation)[0]
+_Bias = get_args(WatershedConfig.model_fields["biases"].annotation)[0]
 
 
 #: block edge (voxels) per axis where no block shape is given
@@ -619,6 +648,9 @@ class ApplyConfig(Strict):
     )
     merge_function: _MergeFunction | None = Field(None, description="default: selected")
     min_size: _MinSize | None = Field(None, description="default: selected")
+    bias: _Bias | None = Field(
+        None, description="mutex watershed at this bias, instead of the agglomeration"
+    )
 
     @property
     def target(self) -> str:
@@ -970,12 +1002,38 @@ def _check_references(cfg: ExperimentConfig) -> None:
         if entry.roi is not None and not re.fullmatch(r"\[[-0-9:, ]+\]", entry.roi):
             raise ConfigError(f"apply[{i}].roi: expected '[z0:z1,y0:y1,x0:x1]', got {entry.roi!r}")
         if isinstance(runs[entry.run].run.task, ClassTask):
-            for key in ("threshold", "merge_function", "min_size"):
+            for key in ("threshold", "merge_function", "min_size", "bias"):
                 if getattr(entry, key) is not None:
                     raise ConfigError(
                         f"apply[{i}].{key}: a class run's target pins only its iteration "
                         "(thresholds are chosen per class)"
                     )
+        else:
+            _check_mutex_pins(f"apply[{i}]", entry, runs[entry.run].run.post_processor)
+
+
+def _check_mutex_pins(where: str, entry: ApplyConfig, post: WatershedConfig) -> None:
+    """A target's pins name one kind of parameter set (the agglomeration's or mutex
+    watershed's), and mutex watershed has the long-range edges it needs."""
+    keys = ("threshold", "merge_function", "min_size")
+    agglomeration = [k for k in keys if getattr(entry, k) is not None]
+    if entry.bias is not None and agglomeration:
+        raise ConfigError(f"{where}.bias: pins mutex watershed; drop {', '.join(agglomeration)}")
+    if entry.bias is not None and not post.fragments.long_range:
+        raise ConfigError(
+            f"{where}.bias: the run's region graph has no long-range edges "
+            "(give its post_processor biases)"
+        )
+    if post.biases and entry.bias is None and 0 < len(agglomeration) < 3:
+        raise ConfigError(
+            f"{where}: the run also sweeps mutex watershed biases; pin all of threshold, "
+            "merge_function and min_size, or bias"
+        )
+    if post.fragments.long_range and entry.superblock_shape is not None:
+        raise ConfigError(
+            f"{where}.superblock_shape: the run's long-range edges (mutex watershed "
+            "biases) need one superblock: drop superblock_shape"
+        )
 
 
 def _check_classes(cfg: ExperimentConfig) -> None:

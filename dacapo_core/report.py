@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from funlib.geometry import Roi
@@ -58,11 +59,22 @@ def plot_scores(score_files: Iterable[str | Path], best_file: str | Path, out: s
     fig.savefig(out, dpi=100)
 
 
+#: the curve of mutex watershed's parameter sets in the threshold figure
+MUTEX = "mutex watershed, bias"
+
+
+def _curve(params: dict[str, Any]) -> str:
+    """The curve of a parameter set in the threshold figure."""
+    if "bias" in params:
+        return MUTEX
+    return f"{params['merge_function']}, min size {params['min_size']}"
+
+
 def plot_thresholds(
     score_files: Iterable[str | Path], best_file: str | Path, criterion: str, out: str | Path
 ) -> None:
     """At the selected iteration: each criterion against threshold, one curve per
-    (merge function, minimal fragment size)."""
+    (merge function, minimal fragment size); mutex watershed against its bias."""
     scores = load_scores(score_files).mean("dataset")
     iteration = arrays.read_json(best_file)[criterion]["iteration"]
     at_best = scores.sel(iteration=iteration)
@@ -72,11 +84,12 @@ def plot_thresholds(
     for ax, (name, direction) in zip(axes, sorted(CRITERIA.items()), strict=True):
         curves: dict[str, list[int]] = {}
         for i, p in enumerate(params):
-            curves.setdefault(f"{p['merge_function']}, min size {p['min_size']}", []).append(i)
+            curves.setdefault(_curve(p), []).append(i)
         for label, index in curves.items():
-            thresholds = [params[i]["threshold"] for i in index]
-            ax.plot(thresholds, at_best.sel(criterion=name).values[index], marker="o", label=label)
-        ax.set(xlabel="threshold", title=f"{name} ({direction} is better), iteration {iteration}")
+            x = [params[i].get("threshold", params[i].get("bias")) for i in index]
+            ax.plot(x, at_best.sel(criterion=name).values[index], marker="o", label=label)
+        xlabel = "threshold (mutex: bias)" if MUTEX in curves else "threshold"
+        ax.set(xlabel=xlabel, title=f"{name} ({direction} is better), iteration {iteration}")
         ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=100)

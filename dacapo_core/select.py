@@ -222,8 +222,21 @@ def validation_prediction(run_dir: str | Path, dataset: str, iteration: int) -> 
     return None
 
 
-#: post-processing parameters an apply entry may pin (see ApplyConfig)
+#: post-processing parameters an apply entry may pin (see ApplyConfig): the
+#: agglomeration's, or instead mutex watershed's ``bias``
 PINNABLE = ("merge_function", "min_size", "threshold")
+
+
+def pinned_parameters(pins: ChoiceStage) -> dict[str, Any]:
+    """The parameters an apply entry pins; a pinned bias is a whole parameter set."""
+    if pins.bias is not None:
+        return {"bias": pins.bias}
+    return {k: getattr(pins, k) for k in PINNABLE if getattr(pins, k) is not None}
+
+
+def fully_pinned(pins: ChoiceStage) -> bool:
+    """Whether the pins are a whole parameter set (no selection needed for it)."""
+    return pins.bias is not None or all(getattr(pins, k) is not None for k in PINNABLE)
 
 
 def apply_inputs(pins: ChoiceStage, run: str, parameters: bool = True) -> dict[str, str]:
@@ -235,7 +248,7 @@ def apply_inputs(pins: ChoiceStage, run: str, parameters: bool = True) -> dict[s
     """
     if pins.iteration is None:
         return {"best": layout.path(layout.BEST, run=run)}
-    if parameters and any(getattr(pins, k) is None for k in PINNABLE):
+    if parameters and not fully_pinned(pins):
         return {"scores": layout.path(layout.SCORES, run=run, it=pins.iteration)}
     return {}
 
@@ -268,8 +281,8 @@ def apply_choice(
         "iteration": pins.iteration or read_json(best)[criterion]["iteration"]
     }
     if parameters:
-        pinned = {k: getattr(pins, k) for k in PINNABLE if getattr(pins, k) is not None}
-        if len(pinned) < len(PINNABLE):
+        pinned = pinned_parameters(pins)
+        if not fully_pinned(pins):
             selected = (
                 read_json(best)
                 if pins.iteration is None

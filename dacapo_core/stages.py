@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, TypeAdapter
 
 from . import arrays
 from .config import (
@@ -146,6 +146,22 @@ class AgglomerateStage(Strict):
     threshold: float
 
 
+class MutexStage(Strict):
+    """A segmentation from fragments and region graph (file inputs) by mutex watershed."""
+
+    bias: float
+
+
+#: a segmentation's stage: the agglomeration's or mutex watershed's parameters (their
+#: keys tell them apart, as they do the parameter sets of validation)
+SegmentStage = AgglomerateStage | MutexStage
+
+
+def segment_stage(parameters: dict[str, Any]) -> SegmentStage:
+    """The stage of a parameter set (a chosen one, or params handed to a script)."""
+    return TypeAdapter(SegmentStage).validate_python(parameters)
+
+
 class ChoiceStage(Strict):
     """Which iteration and parameters an apply target uses: the pinned values, and the
     run's criterion for what is not pinned (read from the selection)."""
@@ -156,6 +172,7 @@ class ChoiceStage(Strict):
     merge_function: str | None = None
     min_size: int | None = None
     threshold: float | None = None
+    bias: float | None = None
 
     @classmethod
     def of(cls, entry: ApplyConfig, run: RunConfig) -> ChoiceStage:
@@ -166,4 +183,5 @@ class ChoiceStage(Strict):
             merge_function=entry.merge_function,
             min_size=entry.min_size,
             threshold=entry.threshold,
+            bias=entry.bias,
         )

@@ -11,7 +11,9 @@ import pytest
 import zarr
 from conftest import REPO, TINY, copy_workdir, planned_jobs, ran_rules, snakemake, write_config
 
-from dacapo_core import arrays
+from dacapo_core import arrays, layout
+from dacapo_core.segment import load_graph, relabel
+from dacapo_core.segment.mutex import mutex_lookup
 
 pytestmark = pytest.mark.slow
 
@@ -130,6 +132,37 @@ def test_new_threshold_grid_scores_and_selects_again(finished, tmp_path):
     if after["iteration"] != before["iteration"]:
         expected["predict"] = expected["fragments"] = 1
     assert ran == expected
+
+
+def test_mutex_biases_are_scored_selected_and_applied(finished, tmp_path):
+    """Biases add mutex watershed parameter sets: the region graphs are made again with
+    long-range edges (not the predictions), validation scores the biases, and a target
+    pinning one is segmented by mutex watershed of its graph."""
+
+    def edit(config: dict) -> None:
+        config["runs"]["tiny"]["post_processor"]["biases"] = [0.3, 0.5, 0.7]
+        config["apply"][0]["bias"] = 0.5
+
+    workdir, ran = rerun(finished, tmp_path, edit)
+    assert ran["fragments"] == 3 and ran["validate_score"] == 2 and ran["segment"] == 1
+    assert "predict" not in ran and "validate_predict" not in ran
+    scores = json.loads((workdir / "results/tiny/validation/20/scores.json").read_text())
+    scored = [r["parameters"] for r in scores["datasets"]["val_a"]["results"]]
+    assert scored[-3:] == [{"bias": 0.3}, {"bias": 0.5}, {"bias": 0.7}]
+    best = json.loads((workdir / "results/tiny/best.json").read_text())["voi"]
+    choice = json.loads((workdir / "results/tiny/apply/test_a.choice.json").read_text())
+    assert choice == {"iteration": best["iteration"], "parameters": {"bias": 0.5}}
+
+    def target(pattern: str) -> str:
+        return str(workdir / layout.path(layout.apply(pattern), run="tiny", target="test_a"))
+
+    frags = arrays.open_array(target(layout.FRAGMENTS))
+    graph = load_graph(target(layout.GRAPH))
+    seg = arrays.open_array(target(layout.SEGMENTATION))
+    expected = relabel(arrays.read(frags, frags.roi), *mutex_lookup(graph, 0.5))
+    assert graph.long_range is not None  # made (the tiny network's graph may be empty)
+    assert np.array_equal(arrays.read(seg, seg.roi), expected)
+    assert zarr.open(target(layout.SEGMENTATION), mode="r").attrs["bias"] == 0.5
 
 
 def test_raising_train_until_trains_only_new_chunks(finished, tiny_config):

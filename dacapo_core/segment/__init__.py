@@ -15,6 +15,8 @@ daisy blocks of zarr arrays.
    is a prefix of it (the validation sweep); ``hierarchy`` / ``octree`` make the
    same merges chunk by chunk over the superblocks' octree, no job holding the
    whole graph, and give each superblock the lookup table of its fragments.
+   Or ``mutex``: mutex watershed of the graph, its long-range edges repelling
+   (within one superblock).
 4. ``RelabelWorker``: fragments -> segments through a lookup table, per block.
 
 A volume is cut into superblocks (``dacapo_core.superblocks``), one job each on

@@ -16,12 +16,13 @@ from funlib.persistence import Array
 from .. import arrays, blockwise, codec
 from ..config import FragmentOptions, block_shape_or_default
 from ..geometry import lift
-from ..stages import AgglomerateStage
+from ..stages import AgglomerateStage, MutexStage, SegmentStage
 from ..superblocks import Superblocks
 from . import shard
 from .fragments import fragments
-from .graph import Graph, edges
-from .octree import Octree, agglomerate_chunk, label_chunk
+from .graph import Graph, LongRange, edges, long_range_context, long_range_edges
+from .mutex import mutex_lookup
+from .octree import Octree, agglomerate_chunk, label_chunk, save_labels
 from .relabel import relabel
 
 
@@ -71,19 +72,38 @@ class FragmentWorker(GraphWorker):
 
 
 class EdgeWorker(GraphWorker):
+    """Edges of a block's voxels with those behind them (nearest neighbours; with
+    ``long_range``, also the pairs of the long-range offsets, read with their context)."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.offsets = arrays.long_range_offsets(self.affs) if self.options.long_range else []
+
     def process(self, block: daisy.Block) -> None:
         vs = self.frags_array.voxel_size
         read = block.write_roi.grow(vs, Coordinate((0,) * vs.dims))
         frags = arrays.read(self.frags_array, read)
         affs = codec.read_affinities(self.affs_array, self.affs, read)
         pairs, stats = edges(frags, affs, self.dims)
-        nodes, sizes = np.unique(frags[(slice(1, None),) * frags.ndim], return_counts=True)
+        inner = (slice(1, None),) * frags.ndim
+        nodes, sizes = np.unique(frags[inner], return_counts=True)
         inside = nodes > 0
         superblock = self.plan.name(self.plan.index_of(block.write_roi.begin))
         rows = blocks_dir(self.graph_dir, superblock)
         rows.mkdir(parents=True, exist_ok=True)
         name = rows / ("_".join(map(str, self.index(block))) + ".npz")
-        Graph(nodes[inside], sizes[inside], pairs, stats).save_block(name)
+        long_range = self.long_range(block, affs[(slice(self.dims, None), *inner)])
+        Graph(nodes[inside], sizes[inside], pairs, stats, long_range=long_range).save_block(name)
+
+    def long_range(self, block: daisy.Block, affs: np.ndarray) -> LongRange | None:
+        """The block's long-range edges (``affs``: its long-range channels), if wanted."""
+        if not self.offsets:
+            return None
+        vs = self.frags_array.voxel_size
+        behind, ahead = long_range_context(self.offsets)
+        read = block.write_roi.grow(vs * Coordinate(behind), vs * Coordinate(ahead))
+        frags = arrays.read(self.frags_array, read)
+        return long_range_edges(frags, affs, self.offsets, behind)
 
 
 @dataclass
@@ -163,6 +183,8 @@ def prepare_fragments(
     roi, block = _grid(affs, affs_path, roi, block_shape)
     vs = affs.voxel_size
     plan = Superblocks.plan(roi, vs, block / vs, superblock_shape)
+    if options.long_range and len(plan.indices()) > 1:  # edges would read ahead of a job
+        raise arrays.DataError(f"{frags_path}: long-range edges need one superblock")
     job = {
         "affinities": affs_path,
         "affinities_version": arrays.fingerprint(affs_path),
@@ -295,7 +317,7 @@ def fragments_blockwise(
     return plan
 
 
-def prepare_segmentation(frags_path: str, out_path: str, stage: AgglomerateStage) -> Roi:
+def prepare_segmentation(frags_path: str, out_path: str, stage: SegmentStage) -> Roi:
     """Create the (staged) segmentation array, or keep the one a killed run left for
     the same fragments and parameters (with its octree); returns its ROI."""
     frags = arrays.open_array(frags_path)
@@ -344,26 +366,41 @@ def segment_fragments(
     frags_path: str,
     graph_dir: str | Path,
     out_path: str,
-    stage: AgglomerateStage,
+    stage: SegmentStage,
     num_workers: int = 2,
     log_dir: str | Path | None = None,
 ) -> None:
     """Rule segment: agglomerate the region graph over the octree of its superblocks
     (chunk jobs up, label jobs down, in sequence; a chunk a killed run finished is
-    not redone), relabel the fragments into a staged segmentation, published when
-    every block is done."""
+    not redone), or cluster it by mutex watershed (one superblock), then relabel the
+    fragments into a staged segmentation, published when every block is done."""
     staged = arrays.staging(out_path)
     roi = prepare_segmentation(frags_path, staged, stage)
     plan = fragments_plan(frags_path)
-    vs = arrays.open_array(frags_path).voxel_size
     tree = octree_of(graph_dir, plan, Path(staged) / blockwise.TRACKING / "octree")
-    for level, chunk in tree.upwards():
-        if not tree.result(level, chunk).exists():
-            agglomerate_chunk(tree, level, chunk, roi, vs, stage)
-    for level, chunk in reversed(tree.upwards()):
-        label_chunk(tree, level, chunk, stage.threshold)
+    if isinstance(stage, MutexStage):
+        mutex_labels(graph_dir, plan, tree, stage.bias)
+    else:
+        octree_labels(tree, roi, arrays.open_array(frags_path).voxel_size, stage)
     relabel_part(frags_path, staged, tree, roi, "relabel", num_workers, log_dir)
     blockwise.publish(out_path)
+
+
+def octree_labels(tree: Octree, roi: Roi, voxel_size: Coordinate, stage: AgglomerateStage) -> None:
+    """Every superblock's lookup table from the agglomeration octree, run in sequence."""
+    for level, chunk in tree.upwards():
+        if not tree.result(level, chunk).exists():
+            agglomerate_chunk(tree, level, chunk, roi, voxel_size, stage)
+    for level, chunk in reversed(tree.upwards()):
+        label_chunk(tree, level, chunk, stage.threshold)
+
+
+def mutex_labels(graph_dir: str | Path, plan: Superblocks, tree: Octree, bias: float) -> None:
+    """The lookup table of mutex watershed at ``bias``, as the one superblock's."""
+    (index, *others) = plan.indices()
+    if others:
+        raise arrays.DataError(f"{graph_dir}: mutex watershed runs within one superblock")
+    save_labels(tree.labels(0, index), *mutex_lookup(load_graph(graph_dir), bias))
 
 
 def fragment_prediction(

@@ -2,6 +2,8 @@
 
 Each block writes its edges; ``Graph.from_blocks`` merges them into the edges a
 whole-volume run would find, which a job stores as one shard (``shard``).
+Optionally the graph also holds long-range edges (``LongRange``): fragment pairs
+that the long-range affinity channels join, what mutex watershed repels with.
 """
 
 from __future__ import annotations
@@ -22,6 +24,39 @@ QUANTUM = 2**24
 
 
 @dataclass(frozen=True)
+class LongRange:
+    """Fragment pairs (u < v) joined by the long-range offsets (the affinity channels
+    after the nearest-neighbour ones), pooled over those offsets: per pair the sum of
+    its affinities (exact in any order, see QUANTUM) and their count. Blocks' rows
+    add up, so the merged edges equal the whole volume's."""
+
+    edges: np.ndarray
+    sums: np.ndarray
+    counts: np.ndarray
+
+    def means(self) -> np.ndarray:
+        return self.sums / self.counts
+
+    @classmethod
+    def of(cls, pairs: np.ndarray, values: np.ndarray) -> LongRange:
+        """The edges of voxel pairs (u < v, fragment ids) with their affinities."""
+        values = np.round(values.astype(np.float64) * QUANTUM) / QUANTUM
+        return cls(pairs.astype(np.uint64).reshape(-1, 2), values, np.ones(len(values), np.int64))
+
+    @classmethod
+    def combine(cls, parts: Sequence[LongRange]) -> LongRange:
+        """One row per pair from rows that may repeat pairs (voxels, blocks, shards)."""
+        pairs = np.concatenate([p.edges for p in parts]).astype(np.uint64).reshape(-1, 2)
+        if len(pairs) == 0:
+            return cls(pairs, np.zeros(0), np.zeros(0, np.int64))
+        unique, inverse = unique_pairs(pairs)
+        n = len(unique)
+        sums = np.bincount(inverse, np.concatenate([p.sums for p in parts]), minlength=n)
+        counts = np.bincount(inverse, np.concatenate([p.counts for p in parts]), minlength=n)
+        return cls(unique, sums, counts.astype(np.int64))
+
+
+@dataclass(frozen=True)
 class Graph:
     """The region graph: fragment ids and edges (u < v) with their statistics.
 
@@ -37,6 +72,8 @@ class Graph:
     #: per edge, the largest fragment pair it joins (None: the edge itself, as in a
     #: graph of fragments); orders ties in agglomeration whatever the chunking
     idents: np.ndarray | None = None
+    #: long-range edges (None: not computed; see ``FragmentOptions.long_range``)
+    long_range: LongRange | None = None
 
     def identities(self) -> np.ndarray:
         return self.edges if self.idents is None else self.idents
@@ -59,21 +96,34 @@ class Graph:
         }
         if self.idents is not None:
             columns["idents"] = self.idents.astype(np.uint64)
+        if self.long_range is not None:
+            columns["long_edges"] = self.long_range.edges.astype(np.uint64)
+            columns["long_sums"] = self.long_range.sums
+            columns["long_counts"] = self.long_range.counts.astype(np.int64)
         return columns
 
     @classmethod
     def from_columns(cls, columns: Mapping[str, np.ndarray]) -> Graph:
-        """The graph ``columns`` stored (missing ``idents``: a graph of fragments)."""
+        """The graph ``columns`` stored (missing ``idents``: a graph of fragments;
+        missing ``long_edges``: no long-range edges)."""
         stats = np.zeros((len(columns["edges"]), 2 + BINS))
         stats[:, 0], stats[:, 1] = columns["sums"], columns["counts"]
         stats[columns["bin_edges"], 2 + columns["bins"].astype(np.int64)] = columns["bin_counts"]
         idents = columns.get("idents")
+        long_range = None
+        if "long_edges" in columns:
+            long_range = LongRange(
+                np.asarray(columns["long_edges"], np.uint64).reshape(-1, 2),
+                np.asarray(columns["long_sums"], np.float64),
+                np.asarray(columns["long_counts"], np.int64),
+            )
         return cls(
             np.asarray(columns["nodes"], np.uint64),
             np.asarray(columns["sizes"], np.int64),
             np.asarray(columns["edges"], np.uint64).reshape(-1, 2),
             stats,
             None if idents is None else np.asarray(idents, np.uint64).reshape(-1, 2),
+            long_range,
         )
 
     def save_block(self, path: Path) -> None:
@@ -93,8 +143,9 @@ class Graph:
     @classmethod
     def combine(cls, parts: Sequence[Graph]) -> Graph:
         """One graph from parts that may share nodes and edges (blocks, chunks): a
-        node's sizes add up, an edge's rows merge as in ``_merge_block_stats``. Every
-        edge's ends are nodes (of size 0 where no part holds their voxels)."""
+        node's sizes add up, an edge's rows merge as in ``_merge_block_stats``, and
+        long-range rows as in ``LongRange.combine``. Every edge's ends are nodes (of
+        size 0 where no part holds their voxels)."""
         edges = np.concatenate([p.edges for p in parts]).astype(np.uint64).reshape(-1, 2)
         unique, inverse = unique_pairs(edges)
         inverse = inverse.ravel()
@@ -110,7 +161,9 @@ class Graph:
             order = np.lexsort((given[:, 1], given[:, 0], inverse))
             last = np.flatnonzero(np.diff(inverse[order], append=-1))  # each edge's last row
             idents = given[order[last]].astype(np.uint64)
-        return cls(nodes, sizes.astype(np.int64), unique, stats, idents)
+        long_parts = [p.long_range for p in parts if p.long_range is not None]
+        long_range = LongRange.combine(long_parts) if long_parts else None
+        return cls(nodes, sizes.astype(np.int64), unique, stats, idents, long_range)
 
 
 def unique_pairs(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -181,3 +234,37 @@ def edges(
     hist = np.bincount(inverse[at_top] * BINS + bins[at_top], minlength=n * BINS)
     stats[:, 2:] = hist.reshape(n, BINS)
     return unique, stats
+
+
+def long_range_context(offsets: Sequence[Sequence[int]]) -> tuple[list[int], list[int]]:
+    """Voxels of fragments a block reads before and after it, per axis, so that both
+    ends of each pair (p, p - offset) with p in the block are read."""
+    behind = [max(0, *column) for column in zip(*offsets, strict=True)]
+    ahead = [max(0, *(-o for o in column)) for column in zip(*offsets, strict=True)]
+    return behind, ahead
+
+
+def long_range_edges(
+    frags: np.ndarray, affs: np.ndarray, offsets: Sequence[Sequence[int]], behind: Sequence[int]
+) -> LongRange:
+    """Long-range edges of a block: pairs of voxel ``p`` and ``p - offset`` with ``p``
+    in the block, for each offset and its channel of ``affs`` (over the block).
+
+    ``frags`` holds the block with ``behind`` voxels before it and enough after it
+    (``long_range_context``). Each pair is counted by the block holding ``p``, so
+    blocks' rows add up to the whole volume's; fragment 0 (outside the volume)
+    makes no pair.
+    """
+    shape = affs.shape[1:]
+    here = tuple(slice(b, b + n) for b, n in zip(behind, shape, strict=True))
+    pairs, values = [], []
+    for offset, channel in zip(offsets, affs, strict=True):
+        there = tuple(
+            slice(b - o, b - o + n) for b, o, n in zip(behind, offset, shape, strict=True)
+        )
+        u, v = frags[here].ravel(), frags[there].ravel()
+        keep = (u != v) & (u > 0) & (v > 0)
+        pairs.append(np.stack([np.minimum(u, v)[keep], np.maximum(u, v)[keep]], axis=1))
+        values.append(channel.ravel()[keep])
+    rows = LongRange.of(np.concatenate(pairs), np.concatenate(values))
+    return LongRange.combine([rows])

@@ -128,9 +128,12 @@ def label_chunk(tree: Octree, level: int, chunk: Chunk, threshold: float) -> Non
     if level + 1 < len(tree.grids()):
         table = np.load(tree.labels(level + 1, parent(chunk)))
         above = (table["nodes"], table["segments"])
-    nodes, segments = chunk_labels(result, threshold, above)
-    out = tree.labels(level, chunk)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.npz")
+    save_labels(tree.labels(level, chunk), *chunk_labels(result, threshold, above))
+
+
+def save_labels(path: Path, nodes: np.ndarray, segments: np.ndarray) -> None:
+    """A lookup table (region ids -> segment ids), written whole, then renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
     np.savez(tmp, nodes=nodes, segments=segments)
-    os.replace(tmp, out)
+    os.replace(tmp, path)

@@ -43,6 +43,13 @@ CREATE TABLE edge_bins (
 CREATE TABLE merges (merged INTEGER NOT NULL, into_id INTEGER NOT NULL, score REAL NOT NULL);
 """
 
+#: a graph with long-range edges (``graph.LongRange``) also has this table
+LONG_RANGE_SCHEMA = """
+CREATE TABLE long_edges (
+    u INTEGER, v INTEGER, affinity_sum REAL NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (u, v)
+) WITHOUT ROWID;
+"""
+
 #: per merge: the region merged, the region it merged into, and the merge score
 Merges = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -100,6 +107,11 @@ def write(
         if merges is not None:
             rows = (np.asarray(m).tolist() for m in merges)
             _insert(con, "merges", 3, zip(*rows, strict=True))
+        if graph.long_range is not None:
+            con.executescript(LONG_RANGE_SCHEMA)
+            long = graph.long_range
+            rows = (*long.edges.T.tolist(), long.sums.tolist(), long.counts.tolist())
+            _insert(con, "long_edges", 4, zip(*rows, strict=True))
         con.commit()
     finally:
         con.close()
@@ -135,6 +147,7 @@ def read(path: str | Path) -> Graph:
             con.execute("SELECT u, v, bin, count FROM edge_bins ORDER BY u, v").fetchall(),
             dtype=np.int64,
         ).reshape(-1, 4)
+        long_range = _long_range_columns(con)
     finally:
         con.close()
     nodes = nodes.reshape(-1, 2).astype(np.int64)
@@ -152,8 +165,23 @@ def read(path: str | Path) -> Graph:
             "bins": bins[:, 2],
             "bin_counts": bins[:, 3],
             **({"idents": idents} if len(idents) else {}),
+            **long_range,
         }
     )
+
+
+def _long_range_columns(con: sqlite3.Connection) -> dict[str, np.ndarray]:
+    """The long-range edges' columns (``Graph.columns``), none where the shard has none."""
+    query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'long_edges'"
+    if con.execute(query).fetchone() is None:
+        return {}
+    query = "SELECT u, v, affinity_sum, count FROM long_edges ORDER BY u, v"
+    rows = con.execute(query).fetchall()
+    return {
+        "long_edges": np.array([r[:2] for r in rows], np.uint64).reshape(-1, 2),
+        "long_sums": np.array([r[2] for r in rows], np.float64),
+        "long_counts": np.array([r[3] for r in rows], np.int64),
+    }
 
 
 def _row_index(sorted_pairs: np.ndarray, pairs: np.ndarray) -> np.ndarray:

@@ -45,13 +45,13 @@ from dacapo_core.segment.hierarchy import parent
 from dacapo_core.segment.octree import Octree
 from dacapo_core.select import apply_choice, apply_inputs
 from dacapo_core.stages import (
-    AgglomerateStage,
     ChoiceStage,
     ClassPostStage,
     ClassScoreStage,
     PredictStage,
     ScoreStage,
     TrainStage,
+    segment_stage,
 )
 from dacapo_core.superblocks import Superblocks
 
@@ -339,7 +339,8 @@ def segment_inputs(wildcards) -> dict[str, str]:
 
 
 def agglomerate_stage(wildcards) -> dict:
-    return stage(AgglomerateStage(**choice(wildcards, parameters=True)["parameters"]))
+    """The chosen parameters: the agglomeration's, or mutex watershed's (one superblock)."""
+    return stage(segment_stage(choice(wildcards, parameters=True)["parameters"]))
 
 
 PLANS = superblock_plans()
