@@ -58,16 +58,24 @@ def _key(params: dict[str, Any]) -> str:
     return ",".join(f"{k}={params[k]}" for k in sorted(params))
 
 
+#: the swept value of a parameter set's curve: the agglomeration's threshold, or the
+#: bias of mutex watershed
+SWEPT = ("threshold", "bias")
+
+
 def threshold_neighbours(parameter_sets: list[dict[str, Any]]) -> list[list[int]]:
     """Per parameter set: its own index and those of the sets with the next lower and
-    next higher threshold and otherwise the same parameters (one curve of the sweep)."""
+    next higher threshold (bias) and otherwise the same parameters (one curve)."""
     curves: dict[str, list[int]] = {}
     for i, params in enumerate(parameter_sets):
-        rest = _key({k: v for k, v in params.items() if k != "threshold"})
+        rest = _key({k: v for k, v in params.items() if k not in SWEPT})
         curves.setdefault(rest, []).append(i)
     around = [[i] for i in range(len(parameter_sets))]
     for members in curves.values():
-        ordered = sorted(members, key=lambda i: parameter_sets[i]["threshold"])
+        swept = [
+            next(parameter_sets[i][k] for k in SWEPT if k in parameter_sets[i]) for i in members
+        ]
+        ordered = [i for _, i in sorted(zip(swept, members, strict=True))]
         for pos, i in enumerate(ordered):
             around[i] += ordered[max(0, pos - 1) : pos] + ordered[pos + 1 : pos + 2]
     return around

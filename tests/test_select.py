@@ -118,5 +118,7 @@ def test_stable_selection_leaves_a_steep_edge_for_the_plateau():
 
 def test_threshold_neighbours_stay_on_their_curve():
     sets = [{"merge_function": m, "threshold": t} for m in ("a", "b") for t in (0.5, 0.1, 0.9)]
+    sets += [{"bias": b} for b in (0.6, 0.4)]  # mutex watershed: a curve over its bias
     around = select.threshold_neighbours(sets)
-    assert [set(a) for a in around] == [{0, 1, 2}, {0, 1}, {0, 2}, {3, 4, 5}, {3, 4}, {3, 5}]
+    expected = [{0, 1, 2}, {0, 1}, {0, 2}, {3, 4, 5}, {3, 4}, {3, 5}, {6, 7}, {6, 7}]
+    assert [set(a) for a in around] == expected
