@@ -14,10 +14,11 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import get_args
 
 from funlib.geometry import Coordinate
 
-from . import arrays, profiles
+from . import arrays, profiles, tta
 from .blockwise import BlockwiseError
 from .errors import UserError
 
@@ -46,6 +47,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         args.device,
         dtype=args.dtype,
         superblock_shape=args.superblock_shape,
+        augmentation=args.test_time_augmentation,
     )
 
 
@@ -217,6 +219,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     s.add_argument(
         "--dtype", default="float32", choices=["float32", "uint8"], help="uint8: steps of 1/255"
+    )
+    s.add_argument(
+        "--test-time-augmentation",
+        default="none",
+        choices=get_args(tta.Mode),
+        help="average over mirrored (and transposed) views of the input",
     )
     s.set_defaults(func=cmd_predict)
 

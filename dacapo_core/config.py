@@ -32,6 +32,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from . import tta
 from .errors import UserError
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
@@ -563,6 +564,15 @@ class RunConfig(Strict):
         description="how validation and apply store affinities (uint8: a quarter of the disk, "
         "steps of 1/255); one policy for both, so tuned thresholds mean the same",
     )
+    test_time_augmentation: tta.Mode = Field(
+        "none",
+        description="validation and apply average the prediction over views of the input, "
+        "each undone on the output: mirror (every mirror of the network's axes: 8 views in "
+        "3D, 4 in 2D) or mirror_transpose (also every transpose of network axes of equal "
+        "voxel size: up to 48 views); as many times the prediction's cost. A view that does "
+        "not map the affinities' neighbourhood onto itself is left out (an error where no "
+        "transpose does)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -968,6 +978,13 @@ def _check_references(cfg: ExperimentConfig) -> None:
                 raise ConfigError(
                     f"runs.{name}.architecture.downsample_factors[{i}]: needs {dims} entries"
                 )
+        transposed = run.test_time_augmentation == "mirror_transpose"
+        offsets = task.neighborhood if isinstance(task, AffinitiesTask) else None
+        if transposed and offsets and not tta.transposable(offsets):
+            raise ConfigError(
+                f"runs.{name}.test_time_augmentation: no transpose of axes maps the "
+                "neighborhood onto itself (give each axis the same offsets, or use mirror)"
+            )
         post = run.post_processor
         if isinstance(post, WatershedConfig) and post.fragments.method == "waterz" and dims != 3:
             raise ConfigError(

@@ -26,7 +26,7 @@ from funlib.geometry import Coordinate, Roi
 from funlib.persistence import Array
 from pydantic import TypeAdapter
 
-from . import arrays, blockwise, codec
+from . import arrays, blockwise, codec, tta
 from .checkpoint import intensity_scale, load_checkpoint, resolve_device
 from .config import AffinitiesTask, DistancesTask, Task, UNetConfig
 from .geometry import (
@@ -53,19 +53,33 @@ class Predictor:
     of ``step`` anchored at the raw data's origin: a valid-convolution UNet then
     gives every voxel the same value whichever window (block, ROI) computed it.
     The geometry is that of the data: a 2D network on a 3D stack has windows one
-    section thick, grown along z like any other axis.
+    section thick, grown along z like any other axis. ``network_dims`` are the
+    network's own (trailing) axes.
+
+    With ``augmentation`` (``tta``), the output is the mean over views of the raw,
+    each predicted in the view's frame on the grid anchored at the raw's origin seen
+    through the view (mirrored, the same planes), so it too is the same whichever
+    window computed it, and a block on the grid is on it in every view.
     """
 
-    model: UNet
+    model: torch.nn.Module
     input_shape: Coordinate
     output_shape: Coordinate
     step: Coordinate
     task: Task
     device: torch.device
+    network_dims: int
+    augmentation: tta.Mode = "none"
     max_input_voxels: int = 200**3
 
     @classmethod
-    def load(cls, checkpoint: str | Path, dims: int, device: str = "auto") -> Predictor:
+    def load(
+        cls,
+        checkpoint: str | Path,
+        dims: int,
+        device: str = "auto",
+        augmentation: tta.Mode = "none",
+    ) -> Predictor:
         """The checkpoint's network, for ``dims``-D data; its task (the ``type`` in the
         checkpoint, affinities where it has none) gives the head's channels and
         activation."""
@@ -83,15 +97,40 @@ class Predictor:
         shape = eval_input_shape(arch)
         step = np.prod(arch.downsample_factors, axis=0).astype(int).tolist()
         geometry = (shape, output_shape(arch, shape), step)
-        return cls(model, *(lift(g, dims) for g in geometry), task, dev)
+        lifted = (lift(g, dims) for g in geometry)
+        return cls(model, *lifted, task, dev, len(arch.input_shape), augmentation)
 
     @property
     def channels(self) -> int:
         return num_channels(self.task)
 
-    def context(self, voxel_size: Coordinate) -> Coordinate:
-        """World-unit margin a prediction of ROI r needs around r."""
+    def augmentations(self, voxel_size: Coordinate) -> list[tta.Augmentation]:
+        """The views the prediction averages on data of ``voxel_size``."""
+        offsets = None
+        if isinstance(self.task, AffinitiesTask):
+            offsets = [lift(o, voxel_size.dims, fill=0) for o in self.task.neighborhood]
+        return tta.plan(self.augmentation, voxel_size, self.network_dims, self.channels, offsets)
+
+    def margins(self, augmentations: list[tta.Augmentation]) -> tuple[Coordinate, Coordinate]:
+        """Voxels predicted before and after a ROI to undo the views' shifts, in whole
+        grid steps: a ROI on the grid stays on it, in one window per axis, not two."""
+        low, high = tta.margins(augmentations)
+        return -(-low // self.step) * self.step, -(-high // self.step) * self.step
+
+    def network_context(self, voxel_size: Coordinate) -> Coordinate:
+        """World-unit margin a window needs around its output (in its view's frame)."""
         return (self.input_shape - self.output_shape) / 2 * voxel_size
+
+    def context(self, voxel_size: Coordinate) -> Coordinate:
+        """World-unit margin a prediction of ROI r needs around r: the network's in
+        every view, and the shifts that undo the affinities' views."""
+        augmentations = self.augmentations(voxel_size)
+        low, high = self.margins(augmentations)
+        network = [
+            a.view.inverse.sizes(self.network_context(a.view.sizes(voxel_size)))
+            for a in augmentations
+        ]
+        return Coordinate(np.max(network, axis=0)) + Coordinate(np.maximum(low, high)) * voxel_size
 
     def window(self, shape: Coordinate) -> Coordinate:
         """Output voxels of the largest window that fits ``shape`` (at least the
@@ -104,29 +143,44 @@ class Predictor:
             window -= self.step * Coordinate(int(i == axis) for i in range(window.dims))
         return window
 
-    def windows(self, roi: Roi, raw: Roi, voxel_size: Coordinate) -> list[Roi]:
-        """Output windows covering ``roi``, on the grid anchored at ``raw.begin``."""
+    def windows(self, roi: Roi, origin: Coordinate, voxel_size: Coordinate) -> list[Roi]:
+        """Output windows covering ``roi``, on the grid anchored at ``origin``."""
         window = self.window(roi.shape / voxel_size)
         stride = (window // self.step) * self.step * voxel_size
         starts = []
-        for begin, end, origin, grid, step in zip(
-            roi.begin, roi.end, raw.begin, self.step * voxel_size, stride, strict=True
+        for begin, end, anchor, grid, step in zip(
+            roi.begin, roi.end, origin, self.step * voxel_size, stride, strict=True
         ):
-            first = origin + (begin - origin) // grid * grid
+            first = anchor + (begin - anchor) // grid * grid
             starts.append(range(first, end, step))
         return [Roi(s, window * voxel_size) for s in itertools.product(*starts)]
 
     def predict(self, raw: Array, roi: Roi) -> np.ndarray:
-        """The network's output (C, *roi voxels) for ``roi``, computed in as few windows
-        as fit.
+        """The network's output (C, *roi voxels) for ``roi``: the mean over the
+        augmentation's views (just the raw without one), each undone."""
+        vs = raw.voxel_size
+        augmentations = self.augmentations(vs)
+        low, high = self.margins(augmentations)
+        grown = roi.grow(low * vs, high * vs)
+        total = np.zeros((self.channels, *(roi.shape / vs)), dtype=np.float32)
+        for augmentation in augmentations:
+            seen = self.predict_view(raw, grown, augmentation.view)
+            total += augmentation.undo(seen, grown, roi, vs)
+        return total / len(augmentations)
+
+    def predict_view(self, raw: Array, roi: Roi, view: tta.View) -> np.ndarray:
+        """The network's output for ``roi`` of ``raw`` seen through ``view`` (in the
+        view's frame), computed in as few windows as fit.
 
         Raw is read once for all windows; outside the raw data it is zero.
         """
-        vs = raw.voxel_size
-        context = self.context(vs)
-        windows = self.windows(roi, raw.roi, vs)
+        vs = view.sizes(raw.voxel_size)
+        context = self.network_context(vs)
+        seen = view.roi(roi)
+        windows = self.windows(seen, view.vector(raw.roi.begin), vs)
         covered = windows[0].union(windows[-1])
-        data = arrays.read(raw, covered.grow(context, context)).astype(np.float32)
+        source = view.inverse.roi(covered.grow(context, context))
+        data = view.array(arrays.read(raw, source)).astype(np.float32)
         data *= intensity_scale(raw.dtype)
         result = np.zeros((self.channels, *(covered.shape / vs)), dtype=np.float32)
         origin = covered.begin - context
@@ -136,7 +190,7 @@ class Predictor:
                 x = torch.from_numpy(np.ascontiguousarray(inputs)[None, None]).to(self.device)
                 out = self.model(x)[0].cpu().numpy()
             result[(slice(None), *((window - covered.begin) / vs).to_slices())] = out
-        return result[(slice(None), *((roi - covered.begin) / vs).to_slices())]
+        return result[(slice(None), *((seen - covered.begin) / vs).to_slices())]
 
 
 def worker_device(device: str, worker_id: int, gpus: int) -> str:
@@ -155,12 +209,14 @@ class PredictWorker(blockwise.BlockWorker):
     out: str
     device: str = "auto"
     threads: int = 1
+    augmentation: tta.Mode = "none"
 
     def setup(self) -> None:
         torch.set_num_threads(self.threads)  # workers share the job's cores, not oversubscribe
         device = worker_device(self.device, self.worker_id, torch.cuda.device_count())
         self.raw_array = arrays.open_array(self.raw)
-        self.predictor = Predictor.load(self.checkpoint, self.raw_array.voxel_size.dims, device)
+        dims = self.raw_array.voxel_size.dims
+        self.predictor = Predictor.load(self.checkpoint, dims, device, self.augmentation)
         self.out_array = arrays.open_array(self.out, mode="r+")
 
     def process(self, block: daisy.Block) -> None:
@@ -199,16 +255,18 @@ def prepare_prediction(
     roi: Roi | None = None,
     block_shape: Coordinate | None = None,
     dtype: str = "float32",
+    augmentation: tta.Mode = "none",
 ) -> tuple[Roi, Coordinate]:
     """Create the staged prediction array of ``roi`` (whole blocks of ``block_shape``
     voxels, default one network window each), or keep one a killed job left with
     the same attributes; returns the ROI and the block (world units). Affinities or
     one_hot probabilities are stored as float32 or uint8 (a quarter of the disk);
-    distances (tanh, in [-1, 1]) as float32 only. The attributes hold the scale and
-    what the channels are (``task_attrs``)."""
+    distances (tanh, in [-1, 1]) as float32 only. The attributes hold the scale,
+    what the channels are (``task_attrs``) and the test-time augmentation, which the
+    blocks' workers read from them."""
     raw = arrays.open_array(raw_path)
     vs = raw.voxel_size
-    predictor = Predictor.load(checkpoint, vs.dims, "cpu")
+    predictor = Predictor.load(checkpoint, vs.dims, "cpu", augmentation)
     if isinstance(predictor.task, DistancesTask) and dtype != "float32":
         raise arrays.DataError(f"{checkpoint}: distances are stored as float32, not {dtype}")
     roi = target_roi(raw, roi)
@@ -223,8 +281,13 @@ def prepare_prediction(
         "roi": arrays.format_roi(roi),
         "block": list(block),
         "scale": codec.SCALES[dtype],
+        "test_time_augmentation": augmentation,
         **task_attrs(predictor.task),
     }
+    if augmentation != "none":
+        views = len(predictor.augmentations(vs))
+        every = len(tta.views(augmentation, vs, predictor.network_dims))
+        log.info("test-time augmentation %s: %d of %d views", augmentation, views, every)
     arrays.prepare_array(
         arrays.staging(out_path),
         roi,
@@ -253,17 +316,19 @@ def predict_part(
     staged = arrays.staging(out_path)
     attrs = zarr.open(staged, mode="r").attrs
     raw_path = attrs["raw"]
+    augmentation = attrs["test_time_augmentation"]
     vs = arrays.open_array(raw_path).voxel_size
-    context = Predictor.load(checkpoint, vs.dims, "cpu").context(vs)
+    context = Predictor.load(checkpoint, vs.dims, "cpu", augmentation).context(vs)
     block = Coordinate(attrs["block"])
     threads = max(1, len(os.sched_getaffinity(0)) // num_workers)  # the job's cores (SLURM)
+    worker = PredictWorker(str(checkpoint), raw_path, staged, device, threads, augmentation)
     blockwise.run(
         stage,
         staged,
         total_roi=part.grow(context, context),
         read_roi=Roi((0,) * vs.dims, block).grow(context, context),
         write_roi=Roi((0,) * vs.dims, block),
-        worker=PredictWorker(str(checkpoint), raw_path, staged, device, threads),
+        worker=worker,
         num_workers=num_workers,
         log_dir=log_dir,
     )
@@ -280,16 +345,20 @@ def predict_blockwise(
     log_dir: str | Path | None = None,
     dtype: str = "float32",
     superblock_shape: Sequence[int] | None = None,
+    augmentation: tta.Mode = "none",
 ) -> Array:
     """Predict ``roi`` of ``raw_path`` into ``out_path``: affinities as float32, or as
-    uint8 (a quarter of the disk). The array's attributes hold the scale and the
-    network's neighbourhood (which axes the affinities connect).
+    uint8 (a quarter of the disk), averaged over the views ``augmentation`` names.
+    The array's attributes hold the scale and the network's neighbourhood (which
+    axes the affinities connect).
 
     The array is written under a staged name and renamed once every block is
     done; rerun after a kill, only the unfinished blocks are predicted. With
     ``superblock_shape`` (voxels, whole blocks), superblock after superblock.
     """
-    roi, block = prepare_prediction(checkpoint, raw_path, out_path, roi, block_shape, dtype)
+    roi, block = prepare_prediction(
+        checkpoint, raw_path, out_path, roi, block_shape, dtype, augmentation
+    )
     vs = arrays.open_array(raw_path).voxel_size
     plan = Superblocks.plan(roi, vs, block / vs, superblock_shape)
     for index in plan.indices():
@@ -323,4 +392,5 @@ def predict(
         block_shape=block_shape,
         log_dir=log_dir,
         dtype=stage.dtype,
+        augmentation=stage.test_time_augmentation,
     )

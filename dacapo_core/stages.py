@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import Field, TypeAdapter
 
-from . import arrays
+from . import arrays, tta
 from .config import (
     ApplyConfig,
     DatasetConfig,
@@ -71,6 +71,7 @@ class PredictStage(Strict):
     roi: str | None = Field(None, description="world units; None: all of raw")
     roi_of: str | None = Field(None, description="predict the ROI of this array (GT crop)")
     dtype: Literal["float32", "uint8"] = "float32"
+    test_time_augmentation: tta.Mode = "none"
     block_shape: list[int] | None = Field(
         None, description="voxels; None: one network window per block (validation)"
     )
@@ -83,6 +84,7 @@ class PredictStage(Strict):
             raw=arrays.array_path(dataset.container, dataset.raw),
             roi_of=arrays.array_path(dataset.container, dataset.gt),
             dtype=run.prediction_dtype,
+            test_time_augmentation=run.test_time_augmentation,
         )
 
     @classmethod
@@ -94,6 +96,7 @@ class PredictStage(Strict):
             raw=arrays.array_path(dataset.container, dataset.raw),
             roi=entry.roi,
             dtype=run.prediction_dtype,
+            test_time_augmentation=run.test_time_augmentation,
             block_shape=entry.blocks(dims),
             iteration=iteration,
         )

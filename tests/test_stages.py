@@ -58,6 +58,10 @@ def tiny(key: str, **values):
             lambda c: c["runs"]["tiny"].update(prediction_dtype="uint8"),
             {"validate_predict", "predict"},
         ),
+        (
+            lambda c: c["runs"]["tiny"].update(test_time_augmentation="mirror"),
+            {"validate_predict", "predict"},
+        ),
     ],
 )
 def test_a_config_edit_changes_exactly_the_stages_that_depend_on_it(edit, changed):

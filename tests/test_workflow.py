@@ -165,6 +165,20 @@ def test_mutex_biases_are_scored_selected_and_applied(finished, tmp_path):
     assert zarr.open(target(layout.SEGMENTATION), mode="r").attrs["bias"] == 0.5
 
 
+def test_test_time_augmentation_predicts_validation_and_targets_again(finished, tmp_path):
+    """The run's test_time_augmentation reaches validation and apply (their predictions
+    record it) and reruns them, never training."""
+    workdir, ran = rerun(
+        finished, tmp_path, lambda c: c["runs"]["tiny"].update(test_time_augmentation="mirror")
+    )
+    assert "train" not in ran and ran["validate_predict"] == 2 and ran["predict"] == 1
+    results = workdir / "results/tiny"
+    for prediction in (results / "apply/test_a.zarr", results / "validation/20/val_a.zarr"):
+        attrs = zarr.open(str(prediction / "prediction"), mode="r").attrs
+        assert attrs["test_time_augmentation"] == "mirror"
+        assert attrs["provenance"]["stage"]["test_time_augmentation"] == "mirror"
+
+
 def test_raising_train_until_trains_only_new_chunks(finished, tiny_config):
     workdir, _ = finished
     tiny_config["runs"]["tiny"]["train_until"] = 30

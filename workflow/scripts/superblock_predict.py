@@ -18,6 +18,7 @@ if rule == "prepare_prediction":
         roi,
         stage.block_shape,
         stage.dtype,
+        stage.test_time_augmentation,
     )
     write_done(snakemake.output[0], rule)
 elif rule == "predict_superblock":
