@@ -1,6 +1,6 @@
 """Training throughput: the real training loop against a bare PyTorch loop.
 
-    .venv/bin/python bench/train_throughput.py [--iterations 30] [--fetchers 0 1 2]
+    .venv/bin/python bench/train_throughput.py [--iterations 30] [--fetchers 0 1 2] [--lsds]
 
 Printed, all measured in this run on this machine, for the demo network
 (config/config.yaml) on the demo data:
@@ -10,6 +10,10 @@ Printed, all measured in this run on this machine, for the demo network
   data fetcher processes, and its ratio to the limit (target >= 0.9);
 - batches/s of the data pipeline alone (no network);
 - peak RSS of this process and of its largest child (the fetchers).
+
+With ``--lsds``, the pipeline and each ``train.train`` are measured again with the
+task's auxiliary LSDs on (default sigma and downsampling), alternating with the
+plain task, and the ratio lsds / plain is printed.
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ from dacapo_core.task import loss
 REPO = Path(__file__).resolve().parents[1]
 
 
-def demo_run(root: Path, fetchers: int) -> TrainStage:
-    """The demo's training with its data in ``root`` and ``fetchers`` fetchers."""
+def demo_run(root: Path, fetchers: int, lsds: bool = False) -> TrainStage:
+    """The demo's training with its data in ``root``, ``fetchers`` fetchers and the
+    task's ``lsds``."""
     experiment = config.load(REPO / "config/config.yaml")
     datasets = {
         name: ds.model_copy(update={"container": str(root / "demo.zarr")})
@@ -40,7 +45,8 @@ def demo_run(root: Path, fetchers: int) -> TrainStage:
     }
     stage = TrainStage.of(experiment.resolved_runs()["affs_unet"], datasets)
     trainer = stage.trainer.model_copy(update={"num_data_fetchers": fetchers})
-    return stage.model_copy(update={"trainer": trainer})
+    task = stage.task.model_copy(update={"lsds": lsds})
+    return stage.model_copy(update={"trainer": trainer, "task": task})
 
 
 def bare_loop(stage: TrainStage, batch, iterations: int) -> float:
@@ -53,7 +59,7 @@ def bare_loop(stage: TrainStage, batch, iterations: int) -> float:
     start = time.perf_counter()
     for _ in range(iterations):
         optimizer.zero_grad()
-        loss(model(raw), target, weights).backward()
+        loss(stage.task, model.logits(raw), target, weights).backward()
         optimizer.step()
     return iterations / (time.perf_counter() - start)
 
@@ -83,6 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--fetchers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--lsds", action="store_true", help="also with the task's lsds on")
     args = parser.parse_args()
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,11 +102,23 @@ def main() -> None:
         limit = bare_loop(stage, batch, args.iterations)
         print(f"bare PyTorch loop (limit)   {limit:6.2f} it/s")
         print(f"data pipeline alone         {pipeline_rate:6.2f} batches/s")
+        if args.lsds:
+            lsds_rate = pipeline_alone(demo_run(root, 0, lsds=True), args.iterations)[0]
+            print(
+                f"  with lsds                 {lsds_rate:6.2f} batches/s  lsds / plain "
+                f"{lsds_rate / pipeline_rate:.2f}"
+            )
         for fetchers in args.fetchers:
             rate = training_loop(demo_run(root, fetchers), root, args.iterations)
             print(
                 f"train.train, {fetchers} fetcher(s)   {rate:6.2f} it/s  ratio {rate / limit:.2f}"
             )
+            if args.lsds:
+                lsds_rate = training_loop(demo_run(root, fetchers, True), root, args.iterations)
+                print(
+                    f"  with lsds                 {lsds_rate:6.2f} it/s  lsds / plain "
+                    f"{lsds_rate / rate:.2f}"
+                )
     self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"peak RSS: this process {self_mb:.0f} MB, largest fetcher {child_mb:.0f} MB")

@@ -2,8 +2,9 @@
 
 Samples lie inside the GT ROI, the network's context comes from the real raw
 around it (padded only where raw ends). A class task's GT is the crop's class
-masks (``classes``); a distances task reads them ``clip`` beyond the sample,
-where they are padded as unlabelled beyond the crop. A 2D network on a 3D stack gets samples
+masks (``classes``); a distances task reads them ``clip`` beyond the sample, and
+LSDs (``lsds``) read GT the Gaussian's reach beyond it, where GT is padded as
+unlabelled beyond the crop. A 2D network on a 3D stack gets samples
 one section thick, and affinities within that section only. The randomness of
 batch ``i`` is seeded by (run seed, ``i``) through the request, so batch ``i`` is
 the same whether it is made in this process or by a fetcher process, in one
@@ -24,7 +25,7 @@ import numpy as np
 from funlib.geometry import Coordinate, Roi
 from funlib.persistence import Array
 
-from . import arrays, classes
+from . import arrays, classes, lsds
 from .augment import node as augment_node
 from .checkpoint import intensity_scale
 from .classes import AddClassTarget, class_masks
@@ -68,11 +69,19 @@ def _source(dataset: DatasetConfig, task: Task, min_masked: float) -> gp.Pipelin
     ) + gp.MergeProvider()
     pipeline += gp.Normalize(KEYS.raw, factor=intensity_scale(raw.dtype))
     pipeline += gp.Pad(KEYS.raw, None)
-    if not isinstance(task, AffinitiesTask):
-        margin = classes.context(task, gt.voxel_size)
+    margin = _gt_context(task, gt.voxel_size)
+    if margin is not None:
         pipeline += gp.Pad(KEYS.gt, margin)
         pipeline += gp.Pad(KEYS.mask, margin)
     return pipeline + gp.RandomLocation(min_masked=min_masked, mask=KEYS.mask)
+
+
+def _gt_context(task: Task, voxel_size: Coordinate) -> Coordinate | None:
+    """World units of GT a target needs around its window, where it is padded as
+    unlabelled beyond the crop; None: affinities, whose samples stay inside the crop."""
+    if not isinstance(task, AffinitiesTask):
+        return classes.context(task, voxel_size)
+    return lsds.context(task, voxel_size) if task.lsds else None
 
 
 def training_voxel_size(stage: TrainStage) -> Coordinate:
@@ -102,6 +111,8 @@ def build_pipeline(stage: TrainStage, voxel_size: Coordinate) -> gp.Pipeline:
     else:
         pipeline += AddClassTarget(stage.task, KEYS.gt, KEYS.mask, KEYS.target, KEYS.target_mask)
     pipeline += BalanceWeights(KEYS.target, KEYS.target_mask, KEYS.weights)
+    if isinstance(stage.task, AffinitiesTask) and stage.task.lsds:
+        pipeline += lsds.AppendLsds(stage.task, KEYS.gt, KEYS.mask, KEYS.target, KEYS.weights)
     pipeline += gp.Unsqueeze([KEYS.raw])
     pipeline += gp.Stack(stage.trainer.batch_size)
     return pipeline

@@ -26,6 +26,14 @@ def model_config(stage: TrainStage) -> dict[str, Any]:
     }
 
 
+def predicting_weights(model: dict[str, Any], channels: int) -> dict[str, Any]:
+    """A checkpoint's network weights for its first ``channels`` outputs only: a head
+    trained with auxiliary channels (LSDs) drops them. The head is a 1x1 convolution,
+    so its first rows compute exactly those channels; a head without auxiliary
+    channels (every checkpoint before them) is unchanged."""
+    return {n: t[:channels] if n.startswith("head.") else t for n, t in model.items()}
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """torch.save under a temporary name, then rename: never a partial checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -151,6 +151,29 @@ class AffinitiesTask(Strict):
         description="offsets; the first ones must be the unit offsets along each axis "
         "(2 entries per offset for a 2D network: within sections on a 3D stack)",
     )
+    lsds: bool = Field(
+        False,
+        description="also train local shape descriptors (Sheridan et al. 2022) as an "
+        "auxiliary target: 10 more head channels in 3D, 6 in 2D; predictions keep only "
+        "the affinities",
+    )
+    lsd_sigma: float = Field(
+        80,
+        gt=0,
+        description="world units: the Gaussian's sigma of the LSDs' neighbourhood "
+        "(80 = 10 voxels of 8 nm EM, the paper's and DaCapo's choice)",
+    )
+    lsd_downsample: int = Field(
+        2,
+        ge=1,
+        description="compute the LSD target on every n-th voxel per axis, each value "
+        "repeated (lsd's downsample): n^dims times fewer voxels to filter",
+    )
+    lsds_weight: float = Field(
+        1,
+        ge=0,
+        description="weight of the LSDs' mean squared error beside the affinities' loss",
+    )
 
     @field_validator("neighborhood")
     @classmethod

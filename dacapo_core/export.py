@@ -28,7 +28,7 @@ from funlib.geometry import Coordinate, Roi
 from pydantic import TypeAdapter
 
 from . import arrays, bioimageio_compat, layout
-from .checkpoint import intensity_scale, load_checkpoint
+from .checkpoint import intensity_scale, load_checkpoint, predicting_weights
 from .config import CRITERIA, AffinitiesTask, DatasetConfig, RunConfig, Task
 from .errors import UserError
 from .geometry import INPUT_CHANNELS, channel_names, eval_input_shape, num_channels, output_shape
@@ -166,7 +166,7 @@ def export(
     task = TypeAdapter(Task).validate_python(state["model_config"]["task"])
     kwargs = network_kwargs(arch, INPUT_CHANNELS, num_channels(task), task.activation)
     network = UNetNetwork(**kwargs)
-    network.load_state_dict(state["model"])
+    network.load_state_dict(predicting_weights(state["model"], num_channels(task)))
     network.eval()
 
     workdir = _workdir(run_dir)

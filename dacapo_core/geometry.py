@@ -57,11 +57,30 @@ INPUT_CHANNELS = 1
 
 
 def num_channels(task: Task) -> int:
-    """Output channels of the network: one affinity per offset, or one per class (and
-    one for background, one_hot)."""
+    """Predicted channels of the network: one affinity per offset, or one per class
+    (and one for background, one_hot)."""
     if isinstance(task, AffinitiesTask):
         return len(task.neighborhood)
     return len(task.classes) + isinstance(task, OneHotTask)
+
+
+#: LSD channels per network dimensionality: mean offset (dims), variances (dims),
+#: Pearson coefficients of each pair of axes, size (``lsd``'s order)
+LSD_CHANNELS = {2: 6, 3: 10}
+
+
+def auxiliary_channels(task: Task) -> int:
+    """Head channels trained beside the predicted ones and never stored: the LSDs of
+    an affinities task with ``lsds`` (their number follows the network's dimensions,
+    which are its offsets')."""
+    if isinstance(task, AffinitiesTask) and task.lsds:
+        return LSD_CHANNELS[len(task.neighborhood[0])]
+    return 0
+
+
+def head_channels(task: Task) -> int:
+    """Channels of the network's head: the predicted ones, then the auxiliary ones."""
+    return num_channels(task) + auxiliary_channels(task)
 
 
 #: a one_hot network's first channel: the voxels in none of the classes

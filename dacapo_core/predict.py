@@ -27,7 +27,7 @@ from funlib.persistence import Array
 from pydantic import TypeAdapter
 
 from . import arrays, blockwise, codec, tta
-from .checkpoint import intensity_scale, load_checkpoint, resolve_device
+from .checkpoint import intensity_scale, load_checkpoint, predicting_weights, resolve_device
 from .config import AffinitiesTask, DistancesTask, Task, UNetConfig
 from .geometry import (
     INPUT_CHANNELS,
@@ -81,8 +81,8 @@ class Predictor:
         augmentation: tta.Mode = "none",
     ) -> Predictor:
         """The checkpoint's network, for ``dims``-D data; its task (the ``type`` in the
-        checkpoint, affinities where it has none) gives the head's channels and
-        activation."""
+        checkpoint, affinities where it has none) gives the predicted channels and the
+        activation (auxiliary channels are trained, never predicted)."""
         state = load_checkpoint(checkpoint)
         arch = UNetConfig.model_validate(state["model_config"]["architecture"])
         task = TypeAdapter(Task).validate_python(state["model_config"]["task"])
@@ -91,7 +91,7 @@ class Predictor:
                 f"{checkpoint}: a {len(arch.input_shape)}D network cannot predict {dims}D data"
             )
         model = UNet(arch, INPUT_CHANNELS, num_channels(task), task.activation)
-        model.load_state_dict(state["model"])
+        model.load_state_dict(predicting_weights(state["model"], num_channels(task)))
         dev = resolve_device(device)
         model.to(dev).eval()
         shape = eval_input_shape(arch)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .config import AffinitiesTask, OneHotTask, Task
-from .geometry import lift
+from .geometry import auxiliary_channels, lift, num_channels
 from .model import activate
 
 
@@ -76,12 +76,26 @@ class BalanceWeights(gp.BatchFilter):
 def loss(
     task: Task, logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor
 ) -> torch.Tensor:
-    """The network's loss from its head's ``logits``.
+    """The network's loss from its head's ``logits``; target and weights have a
+    channel per head channel.
 
     Affinities and distances: weighted mean squared error of the activated output,
     as in the MALA / lsd pipelines and DaCapo. One-hot: cross-entropy, each voxel
-    weighted by its class's weight (the weight of its target channel).
+    weighted by its class's weight (the weight of its target channel). Auxiliary
+    channels (LSDs) add ``lsds_weight`` times their own weighted mean squared error
+    of the sigmoid, as DaCapo's affinities loss does.
     """
+    n = num_channels(task)
+    value = _predicted_loss(task, logits[:, :n], target[:, :n], weights[:, :n])
+    if auxiliary_channels(task):
+        lsds = torch.sigmoid(logits[:, n:])
+        value = value + task.lsds_weight * (weights[:, n:] * (lsds - target[:, n:]) ** 2).mean()
+    return value
+
+
+def _predicted_loss(
+    task: Task, logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
     if isinstance(task, OneHotTask):
         return -(weights * target * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
     return (weights * (activate(logits, task.activation) - target) ** 2).mean()

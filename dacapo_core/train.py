@@ -21,7 +21,7 @@ from . import arrays, pretrained
 from .batches import KEYS, batches
 from .checkpoint import load_checkpoint, model_config, resolve_device, save_checkpoint
 from .config import Task, TrainerConfig
-from .geometry import INPUT_CHANNELS, num_channels
+from .geometry import INPUT_CHANNELS, head_channels
 from .model import UNet, activate
 from .stages import TrainStage
 from .task import loss
@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 
 def new_model(stage: TrainStage) -> UNet:
     torch.manual_seed(stage.seed)
-    return UNet(stage.architecture, INPUT_CHANNELS, num_channels(stage.task), stage.task.activation)
+    return UNet(
+        stage.architecture, INPUT_CHANNELS, head_channels(stage.task), stage.task.activation
+    )
 
 
 def new_optimizer(trainer: TrainerConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
