@@ -48,9 +48,10 @@ from scipy import ndimage
 from dacapo_core import arrays, layout
 from dacapo_core.config import CRITERIA, WatershedConfig
 from dacapo_core.evaluate import evaluate
+from dacapo_core.predict import predict
 from dacapo_core.segment import fragment_prediction
 from dacapo_core.select import stable_values
-from dacapo_core.stages import ScoreStage
+from dacapo_core.stages import PredictStage, ScoreStage
 from dacapo_core.validate import score
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,6 +160,8 @@ def learned(workdir: Path, cfg: dict) -> dict[str, Any]:
             "2",
             "--configfile",
             str(workdir / "config.yaml"),
+            "--rerun-triggers",  # a kept work directory is reused as it is
+            "mtime",
         ],
         capture_output=True,
         text=True,
@@ -238,6 +241,33 @@ def baseline(workdir: Path, rois: dict[str, Roi], sigmas: tuple[float, ...]) -> 
     }
 
 
+def with_augmentation(workdir: Path, trained: dict, mode: str) -> dict[str, Any]:
+    """The selected checkpoint's prediction averaged over ``mode``'s views, on both
+    halves; parameters chosen on the validation half, scored on the test half."""
+    checkpoint = workdir / f"results/r/checkpoints/{trained['iteration']}.pt"
+    results = {}
+    for half in ("val", "test"):
+        gt = f"{workdir}/gala.zarr/test/labels_{half}"
+        work = workdir / f"tta_{mode}_{half}"
+        stage = PredictStage(
+            raw=f"{workdir}/gala.zarr/test/raw", roi_of=gt, test_time_augmentation=mode
+        )
+        t0 = time.perf_counter()
+        predict(checkpoint, f"{work}.zarr/prediction", stage, num_workers=1)
+        seconds = time.perf_counter() - t0
+        results[half] = sweep(
+            f"{work}.zarr/prediction", gt, work, WatershedConfig().parameter_sets()
+        )
+    chosen = best_of(results["val"])
+    return {
+        "parameters": chosen["parameters"],
+        "validation": chosen["scores"],
+        "test": scores_at(results["test"], chosen["parameters"]),
+        "oracle": best_of(results["test"]),
+        "predict_seconds_test_half": seconds,
+    }
+
+
 def line(name: str, scores: dict) -> str:
     values = "  ".join(f"{c} {scores[c]:6.3f}" for c in SHOWN)
     return f"{name:<44} {values}  segments {scores.get('n_segments', '-')}"
@@ -249,8 +279,13 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=250)
     parser.add_argument("--recipe", default="{}", help="run keys (JSON) over the minimal config")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--keep", help="keep the work directory here")
+    parser.add_argument("--keep", help="keep the work directory here (reused as it is)")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--tta",
+        choices=("mirror", "mirror_transpose"),
+        help="also: the selected checkpoint with TTA",
+    )
     args = parser.parse_args()
     workdir = Path(args.keep or tempfile.mkdtemp(prefix="defaults_learn_"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -280,6 +315,13 @@ def main() -> None:
         "iterations": args.iterations,
         "learned": trained,
     }
+    if args.tta:
+        augmented = with_augmentation(workdir, trained, args.tta)
+        name = f"learned + {args.tta}, validation ({augmented['parameters']})"
+        print(line(name, augmented["validation"]))
+        print(line(f"learned + {args.tta}, test half", augmented["test"]))
+        print(line(f"learned + {args.tta}, test oracle", augmented["oracle"]["scores"]))
+        result["tta"] = augmented
     if not args.no_baseline:
         classic = baseline(workdir, rois, (0.5, 1.0, 2.0))
         print(line(f"raw watershed, validation (sigma {classic['sigma']})", classic["validation"]))
