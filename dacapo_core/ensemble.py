@@ -46,7 +46,7 @@ class AverageWorker(blockwise.BlockWorker):
 def mean_attrs(members: Sequence[str], dtype: str) -> dict[str, Any]:
     """The attributes of the members' mean: what they share (``DataError`` naming the
     member that differs), the scale of ``dtype`` and each member's prediction (with its
-    fingerprint, so a member predicted again restarts a killed average)."""
+    fingerprint, so a member predicted again restarts a killed average) and checkpoint."""
     first = dict(zarr.open(members[0], mode="r").attrs)
     geometry = arrays.open_array(members[0])
     for member in members[1:]:
@@ -62,7 +62,14 @@ def mean_attrs(members: Sequence[str], dtype: str) -> dict[str, Any]:
                 "predictions of the same volume and task"
             )
     shared = {k: first[k] for k in SHARED_ATTRS if k in first}
-    described = [{"prediction": m, "version": arrays.fingerprint(m)} for m in members]
+    described = [
+        {
+            "prediction": m,
+            "version": arrays.fingerprint(m),
+            "checkpoint": zarr.open(m, mode="r").attrs.get("checkpoint"),
+        }
+        for m in members
+    ]
     return {**shared, "scale": codec.SCALES[dtype], "members": described}
 
 

@@ -12,7 +12,7 @@ import zarr
 from conftest import TINY, copy_workdir, planned_jobs, ran_rules, snakemake, write_config
 from funlib.geometry import Coordinate, Roi
 
-from dacapo_core import arrays, codec, config
+from dacapo_core import arrays, codec, config, provenance
 from dacapo_core.ensemble import average
 
 
@@ -197,6 +197,8 @@ def test_an_ensemble_of_two_tiny_runs_averages_and_selects_its_own_parameters(fi
     best = json.loads((workdir / f"{ENSEMBLE}/best.json").read_text())["voi"]
     assert best["value"] == min(r["scores"]["voi"] for r in results)
     assert best["parameters"] == min(results, key=lambda r: r["scores"]["voi"])["parameters"]
+    selected_from = provenance.read(workdir / f"{ENSEMBLE}/best.json")["inputs"]
+    assert [i["path"] for i in selected_from.values()] == [f"{ENSEMBLE}/validation/0/scores.json"]
 
     # apply: the members' predictions of the target averaged, segmented as selected
     target = f"{ENSEMBLE}/apply/test_a"
@@ -205,9 +207,10 @@ def test_an_ensemble_of_two_tiny_runs_averages_and_selects_its_own_parameters(fi
     np.testing.assert_array_equal(
         read(workdir, f"{target}.zarr/prediction"), (members[0] + members[1]) / 2
     )
-    for run, it in iterations.items():
-        attrs = zarr.open(str(workdir / f"{target}.members/{run}.zarr/prediction")).attrs
-        assert attrs["checkpoint"] == f"results/{run}/checkpoints/{it}.pt"
+    averaged = zarr.open(str(workdir / f"{target}.zarr/prediction"), mode="r").attrs
+    assert [m["checkpoint"] for m in averaged["members"]] == [
+        f"results/{run}/checkpoints/{it}.pt" for run, it in iterations.items()
+    ]
     choice = json.loads((workdir / f"{target}.choice.json").read_text())
     assert choice["parameters"] == best["parameters"]
     segmentation = zarr.open(str(workdir / f"{target}.zarr/segmentation"), mode="r")
