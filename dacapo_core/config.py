@@ -655,10 +655,27 @@ def block_shape_or_default(block_shape: Sequence[int] | None, dims: int) -> list
 
 
 class ApplyConfig(Strict):
-    """A target of a run. Iteration and post-processing default to the run's selection
-    (best.json, its ``criterion``); each may be pinned instead."""
+    """A target of a run, or of an ensemble of runs. Iteration and post-processing default
+    to the run's selection (best.json, its ``criterion``); each may be pinned instead.
 
-    run: Name
+    An ensemble (``runs``, or ``run`` with ``repetitions: all``) averages its members'
+    predictions, each member at its own selected iteration; its post-processing is
+    selected on its own validation (the members' validation predictions averaged)."""
+
+    run: Name | None = Field(None, description="the run to apply (exclusive with runs)")
+    runs: list[Name] | None = Field(
+        None,
+        min_length=2,
+        description="an ensemble of these runs: their predictions averaged (exclusive with run)",
+    )
+    repetitions: Literal["all"] | None = Field(
+        None, description="with run: an ensemble of all of the run's repetitions"
+    )
+    ensemble: Name | None = Field(
+        None,
+        description="an ensemble's name (results/ensembles/NAME; default: its runs joined "
+        "by '+', or the run's name with repetitions: all)",
+    )
     input: Name
     name: Name | None = Field(None, description="target name (default: the input's name)")
     roi: str | None = Field(None, description='world units, "[z0:z1,y0:y1,x0:x1]"')
@@ -688,6 +705,15 @@ class ApplyConfig(Strict):
     @property
     def target(self) -> str:
         return self.name or self.input
+
+    @property
+    def ensemble_name(self) -> str | None:
+        """The ensemble's name; None for a single run."""
+        if self.runs is not None:
+            return self.ensemble or "+".join(self.runs)
+        if self.repetitions is not None:
+            return self.ensemble or self.run
+        return None
 
     def blocks(self, dims: int) -> list[int]:
         """The block shape (voxels) on the ``dims``-D input."""
@@ -756,15 +782,34 @@ class ExperimentConfig(Strict):
             tables.setdefault(row.table, []).append(name)
         return tables
 
+    def repetitions(self, name: str) -> list[str]:
+        """The resolved names of run ``name``: itself, or ``NAME__k`` per repetition."""
+        count = self.runs[name].repetitions
+        return [name] if count == 1 else [f"{name}__{k}" for k in range(count)]
+
     def resolved_runs(self) -> dict[str, ResolvedRun]:
         """Run name -> run, with repetitions expanded to ``NAME__k``."""
         out = {}
         for name, run in self.runs.items():
-            reps = range(run.repetitions)
-            for k in reps:
-                rname = name if run.repetitions == 1 else f"{name}__{k}"
+            for k, rname in enumerate(self.repetitions(name)):
                 out[rname] = ResolvedRun(name=rname, base=name, seed=self.seed + k, run=run)
         return out
+
+    def members(self, entry: ApplyConfig) -> list[str]:
+        """The resolved runs an apply entry predicts with: its ensemble's members, or its run."""
+        if entry.runs is not None:
+            return list(entry.runs)
+        if entry.repetitions is not None:
+            return self.repetitions(entry.run)
+        return [entry.run]
+
+    def ensembles(self) -> dict[str, list[str]]:
+        """Ensemble name -> its members, of the apply entries that name ensembles."""
+        return {
+            entry.ensemble_name: self.members(entry)
+            for entry in self.apply
+            if entry.ensemble_name is not None
+        }
 
 
 class ResolvedRun(BaseModel):
@@ -1026,22 +1071,29 @@ def _check_references(cfg: ExperimentConfig) -> None:
     _check_classes(cfg)
     _check_post_processors(cfg)
     _check_starts(cfg, runs)
-    targets = set()
+    targets, ensembles = set(), {}
     for i, entry in enumerate(cfg.apply):
-        if entry.run not in runs:
-            raise ConfigError(f"apply[{i}].run: unknown run '{entry.run}'")
+        members = _check_members(cfg, i, entry, runs)
         if entry.input in cfg.tables:
             raise ConfigError(
                 f"apply[{i}].input: '{entry.input}' is a CSV table; apply one of its datasets"
             )
         if entry.input not in cfg.datasets:
             raise ConfigError(f"apply[{i}].input: unknown dataset '{entry.input}'")
-        if (entry.run, entry.target) in targets:
-            raise ConfigError(f"apply[{i}]: target '{entry.target}' of run '{entry.run}' twice")
-        targets.add((entry.run, entry.target))
+        source = entry.run if entry.ensemble_name is None else f"ensemble '{entry.ensemble_name}'"
+        if (source, entry.target) in targets:
+            raise ConfigError(f"apply[{i}]: target '{entry.target}' of {source} twice")
+        targets.add((source, entry.target))
+        if entry.ensemble_name is not None:
+            known = ensembles.setdefault(entry.ensemble_name, members)
+            if known != members:
+                raise ConfigError(
+                    f"apply[{i}].ensemble: '{entry.ensemble_name}' names another ensemble "
+                    f"({', '.join(known)}); give this one another name"
+                )
         if entry.roi is not None and not re.fullmatch(r"\[[-0-9:, ]+\]", entry.roi):
             raise ConfigError(f"apply[{i}].roi: expected '[z0:z1,y0:y1,x0:x1]', got {entry.roi!r}")
-        if isinstance(runs[entry.run].run.task, ClassTask):
+        if isinstance(runs[members[0]].run.task, ClassTask):
             for key in ("threshold", "merge_function", "min_size", "bias"):
                 if getattr(entry, key) is not None:
                     raise ConfigError(
@@ -1049,7 +1101,7 @@ def _check_references(cfg: ExperimentConfig) -> None:
                         "(thresholds are chosen per class)"
                     )
         else:
-            _check_mutex_pins(f"apply[{i}]", entry, runs[entry.run].run.post_processor)
+            _check_mutex_pins(f"apply[{i}]", entry, runs[members[0]].run.post_processor)
 
 
 def _check_mutex_pins(where: str, entry: ApplyConfig, post: WatershedConfig) -> None:
@@ -1074,6 +1126,64 @@ def _check_mutex_pins(where: str, entry: ApplyConfig, post: WatershedConfig) -> 
             f"{where}.superblock_shape: the run's long-range edges (mutex watershed "
             "biases) need one superblock: drop superblock_shape"
         )
+
+
+#: what an ensemble's members share: its validation and post-processing are theirs
+ENSEMBLE_SHARED = ("task", "prediction_dtype", "post_processor", "criterion")
+
+
+def _check_members(
+    cfg: ExperimentConfig, i: int, entry: ApplyConfig, runs: dict[str, ResolvedRun]
+) -> list[str]:
+    """An apply entry names one run, or an ensemble of runs that share task (so
+    neighbourhood and dimensions), validation datasets, post-processing, criterion and
+    prediction dtype; returns the members (the run alone for a single run)."""
+    where = f"apply[{i}]"
+    if (entry.run is None) == (entry.runs is None):
+        raise ConfigError(f"{where}: needs exactly one of run and runs")
+    if entry.runs is not None and entry.repetitions is not None:
+        raise ConfigError(f"{where}.repetitions: only with run (runs lists the members)")
+    if entry.ensemble is not None and entry.ensemble_name is None:
+        raise ConfigError(f"{where}.ensemble: names an ensemble (runs, or run with repetitions)")
+    if entry.repetitions is not None:
+        if entry.run not in cfg.runs:
+            raise ConfigError(f"{where}.run: unknown run '{entry.run}' (repetitions: all)")
+        if cfg.runs[entry.run].repetitions == 1:
+            raise ConfigError(
+                f"{where}.repetitions: run '{entry.run}' has one repetition (all needs "
+                "repetitions > 1)"
+            )
+    for j, name in enumerate(entry.runs or [entry.run]):
+        key = f"{where}.run" if entry.runs is None else f"{where}.runs[{j}]"
+        if name not in runs and entry.repetitions is None:
+            raise ConfigError(f"{key}: unknown run '{name}'")
+        if entry.runs is not None and name in entry.runs[:j]:
+            raise ConfigError(f"{key}: run '{name}' twice")
+    members = cfg.members(entry)
+    if len(members) == 1:
+        return members
+    first = runs[members[0]].run
+    if isinstance(first.task, ClassTask):
+        raise ConfigError(
+            f"{where}: ensembles average affinities runs for now ('{members[0]}' is a "
+            f"{first.task.type} run)"
+        )
+    if entry.iteration is not None:
+        raise ConfigError(
+            f"{where}.iteration: each member of an ensemble uses its own selected iteration"
+        )
+    for name in members[1:]:
+        run = runs[name].run
+        differs = [k for k in ENSEMBLE_SHARED if getattr(run, k) != getattr(first, k)]
+        if run.datasplit.validate_ != first.datasplit.validate_:
+            differs.insert(1, "datasplit.validate")
+        if differs:
+            raise ConfigError(
+                f"{where}: run '{name}' differs from '{members[0]}' in {differs[0]} (an "
+                "ensemble's members share task, validation datasets, post_processor, "
+                "criterion and prediction_dtype)"
+            )
+    return members
 
 
 def _check_classes(cfg: ExperimentConfig) -> None:
@@ -1131,7 +1241,12 @@ def check_workflow_support(cfg: ExperimentConfig) -> None:
     class post-processing of an apply target cut into superblocks."""
     runs = cfg.resolved_runs()
     for i, entry in enumerate(cfg.apply):
-        if isinstance(runs[entry.run].run.task, ClassTask) and entry.superblock_shape:
+        if entry.ensemble_name is not None and entry.superblock_shape:
+            raise ConfigError(
+                f"apply[{i}].superblock_shape: an ensemble predicts a target as one "
+                "superblock for now (leave superblock_shape out)"
+            )
+        if isinstance(runs[cfg.members(entry)[0]].run.task, ClassTask) and entry.superblock_shape:
             raise ConfigError(
                 f"apply[{i}].superblock_shape: class runs post-process a target as one "
                 "superblock for now (leave superblock_shape out)"

@@ -48,6 +48,15 @@ SUPERBLOCK_DONE = f"{SUPERBLOCKS}/{{step}}/{{sb}}.done"
 OCTREE = f"{SUPERBLOCKS}/octree"
 OCTREE_RESULT = f"{OCTREE}/level{{level}}/{{chunk}}.sqlite"
 OCTREE_LABELS = f"{OCTREE}/labels/level{{level}}/{{chunk}}.npz"
+#: an ensemble (an apply entry naming several runs) stands where a run's name does, as
+#: ``ensembles/NAME``: its run.json, validation, best.json and apply targets are a run's.
+#: It has one state to validate, its members at their own selected iterations
+#: (``MEMBERS``), filed as iteration ``ENSEMBLE_ITERATION`` (no checkpoint has it).
+ENSEMBLE = "ensembles/{name}"
+ENSEMBLE_ITERATION = 0
+MEMBERS = f"{RUN}/members.json"
+#: a member's prediction of an ensemble's apply target (temporary: averaged, then deleted)
+MEMBER_PREDICTION = f"{RUN}/apply/{{target}}.members/{{member}}.zarr/prediction"
 FIGURE = f"{RUN}/report/{{name}}.png"
 #: the checkpoint a criterion selects, as a BioImage.IO model package (on request)
 EXPORT = f"{RUN}/export/{{criterion}}.bioimageio.zip"
@@ -70,6 +79,11 @@ def apply(pattern: str) -> str:
 def figure(name: str) -> str:
     """The pattern of one of a run's report figures."""
     return FIGURE.replace("{name}", name)
+
+
+def ensemble(name: str) -> str:
+    """What stands for the run in an ensemble's paths (``results/ensembles/NAME``)."""
+    return path(ENSEMBLE, name=name)
 
 
 def path(pattern: str, **wildcards: object) -> str:

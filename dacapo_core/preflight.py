@@ -151,7 +151,7 @@ def _check_run(cfg: ExperimentConfig, name: str, demo: set[str]) -> None:
             output_shape(arch, shape)
         except ShapeError as e:
             raise ConfigError(f"runs.{name}.architecture.{key}: {e}") from None
-    applied = [a.input for a in cfg.apply if a.run in _repetitions(cfg, name)]
+    applied = [a.input for a in cfg.apply if set(cfg.members(a)) & set(cfg.repetitions(name))]
     used = sorted({*run.datasplit.train, *run.datasplit.validate_, *applied} - demo)
     raws = {ds: _open(cfg, ds, "raw") for ds in used}  # sorted: the same error every time
     _check_channels(cfg, name, raws)
@@ -234,11 +234,6 @@ def _check_dims(
                 f"{cfg.key(ds, 'raw')}: {this}D, but run '{run}' also trains on {first}D "
                 f"'{train[0]}' (training volumes of a run share their dimensions)"
             )
-
-
-def _repetitions(cfg: ExperimentConfig, name: str) -> list[str]:
-    """Names of a run's repetitions, as apply entries may name them."""
-    return [r for r, resolved in cfg.resolved_runs().items() if resolved.base == name]
 
 
 def check(cfg: ExperimentConfig) -> None:

@@ -299,3 +299,10 @@ def apply_choice(
             pinned = {**selected[criterion]["parameters"], **pinned}
         choice["parameters"] = pinned
     return choice
+
+
+def member_iterations(criterion: str, best: dict[str, str | Path]) -> dict[str, int]:
+    """An ensemble's members' iterations: each member's own selection by ``criterion``
+    (member -> its best.json)."""
+    pins = ChoiceStage(criterion=criterion)
+    return {m: apply_choice(pins, best=p, parameters=False)["iteration"] for m, p in best.items()}

@@ -102,6 +102,14 @@ class PredictStage(Strict):
         )
 
 
+class AverageStage(Strict):
+    """An ensemble's prediction: the mean of its members' predictions of one volume
+    (file inputs; their paths name the members' iterations), stored as ``dtype``."""
+
+    members: dict[str, str] = Field(description="member run -> its prediction array")
+    dtype: Literal["float32", "uint8"] = "float32"
+
+
 class ScoreStage(Strict):
     """Scores of every post-processing parameter set on a region graph (a file input),
     and which segmentation is kept for viewing."""

@@ -17,14 +17,19 @@ from dacapo_core.layout import (
     BEST,
     CLASS_INSTANCES,
     CLASS_MASK,
+    BEST_PREDICTION,
     BEST_PREDICTIONS,
     CHECKPOINT,
     CHOICE,
     DATASET_SCORES,
+    ENSEMBLE,
+    ENSEMBLE_ITERATION,
     FIGURES,
     FIGURE,
     FRAGMENTS,
     GRAPH,
+    MEMBER_PREDICTION,
+    MEMBERS,
     OCTREE,
     OCTREE_LABELS,
     OCTREE_RESULT,
@@ -45,6 +50,7 @@ from dacapo_core.segment.hierarchy import parent
 from dacapo_core.segment.octree import Octree
 from dacapo_core.select import apply_choice, apply_inputs
 from dacapo_core.stages import (
+    AverageStage,
     ChoiceStage,
     ClassPostStage,
     ClassScoreStage,
@@ -86,7 +92,26 @@ def load_experiment(raw: dict) -> dconfig.ExperimentConfig:
 EXPERIMENT = load_experiment(config)
 RUNS = EXPERIMENT.resolved_runs()
 DATASETS = EXPERIMENT.datasets
-APPLY = {(a.run, a.target): a for a in EXPERIMENT.apply}
+#: ensembles/NAME -> the ensemble's members
+ENSEMBLES = {path(ENSEMBLE, name=n): m for n, m in EXPERIMENT.ensembles().items()}
+#: what rules keyed by {run} validate, select and apply: the runs, and each ensemble as a
+#: run with its members' shared config (task, validation, post-processing, criterion)
+SOURCES = {
+    **RUNS,
+    **{
+        name: dconfig.ResolvedRun(name=name, base=name, seed=EXPERIMENT.seed, run=RUNS[m[0]].run)
+        for name, m in ENSEMBLES.items()
+    },
+}
+
+
+def source(entry: dconfig.ApplyConfig) -> str:
+    """Whose results an apply target is: its run's, or its ensemble's."""
+    name = entry.ensemble_name
+    return entry.run if name is None else path(ENSEMBLE, name=name)
+
+
+APPLY = {(source(a), a.target): a for a in EXPERIMENT.apply}
 
 
 def superblock_plans() -> dict[tuple[str, str], Superblocks]:
@@ -113,26 +138,32 @@ def runs_regex(names) -> str:
     return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
-#: wildcard constraints of the rules that only affinities or only class runs have
-AFFINITY_RUNS = runs_regex(n for n in RUNS if not is_class_run(n))
+#: wildcard constraints of the rules that only affinities or only class runs have (ensembles
+#: are of affinities runs), only trained runs or only ensembles
+AFFINITY_RUNS = runs_regex([*(n for n in RUNS if not is_class_run(n)), *ENSEMBLES])
 CLASS_RUNS = runs_regex(n for n in RUNS if is_class_run(n))
+TRAINED_RUNS = runs_regex(RUNS)
+ENSEMBLE_RUNS = runs_regex(ENSEMBLES)
+MEMBER_RUNS = runs_regex(sorted({m for members in ENSEMBLES.values() for m in members}))
 
 
 def run_record(name: str) -> dict:
-    """run.json's content: the resolved run and the datasets."""
-    return {
-        "run": RUNS[name].model_dump(mode="json", by_alias=True),
-        "datasets": {n: d.model_dump(mode="json") for n, d in DATASETS.items()},
-    }
+    """run.json's content: the resolved run (an ensemble: its members') and the datasets."""
+    if name in ENSEMBLES:
+        run = {m: RUNS[m].model_dump(mode="json", by_alias=True) for m in ENSEMBLES[name]}
+        run = {"members": run}
+    else:
+        run = RUNS[name].model_dump(mode="json", by_alias=True)
+    return {"run": run, "datasets": {n: d.model_dump(mode="json") for n, d in DATASETS.items()}}
 
 
 # Config hashes for the provenance each script records: in the config, not in params,
 # so that a record never reruns a job.
-config["config_hashes"] = {name: provenance.config_hash(run_record(name)) for name in RUNS}
+config["config_hashes"] = {name: provenance.config_hash(run_record(name)) for name in SOURCES}
 
 
 wildcard_constraints:
-    run=r"[A-Za-z0-9_.-]+",
+    run=rf"[A-Za-z0-9_.-]+|{ENSEMBLE_RUNS}",
     it=r"\d+",
     dataset=r"[A-Za-z0-9_.-]+",
     target=r"[A-Za-z0-9_.-]+",
@@ -154,7 +185,7 @@ def by_attempt(amount: int):
 
 
 def run_of(wildcards):
-    return RUNS[wildcards.run]
+    return SOURCES[wildcards.run]
 
 
 def container(name: str) -> str:
@@ -206,8 +237,13 @@ def train_stage(wildcards) -> dict:
     return stage(TrainStage.of(run_of(wildcards), DATASETS))
 
 
+def validated_iterations(name: str) -> list[int]:
+    """A run's checkpoint iterations, or an ensemble's one state (see layout.ENSEMBLE)."""
+    return [ENSEMBLE_ITERATION] if name in ENSEMBLES else RUNS[name].run.iterations()
+
+
 def validation_scores(wildcards) -> list[str]:
-    return [path(SCORES, run=wildcards.run, it=it) for it in run_of(wildcards).run.iterations()]
+    return [path(SCORES, run=wildcards.run, it=it) for it in validated_iterations(wildcards.run)]
 
 
 def validate_predict_stage(wildcards) -> dict:
@@ -270,13 +306,13 @@ def argmax_stage(wildcards) -> dict:
 def apply_outputs(run: str, target: str) -> list[str]:
     """What an apply target ends in: its segmentation (affinities), its argmax labels
     (argmax), or each class's binary array and each instance class's instances."""
-    post = RUNS[run].run.post_processor
+    post = SOURCES[run].run.post_processor
     names = {"run": run, "target": target}
     if isinstance(post, dconfig.WatershedConfig):
         return [path(apply(SEGMENTATION), **names)]
     if isinstance(post, dconfig.ArgmaxConfig):
         return [path(apply(ARGMAX), **names)]
-    classes = RUNS[run].run.task.classes
+    classes = SOURCES[run].run.task.classes
     return [path(apply(CLASS_MASK), cls=c, **names) for c in classes] + [
         path(apply(CLASS_INSTANCES), cls=c, **names) for c in post.instances
     ]
@@ -341,6 +377,65 @@ def segment_inputs(wildcards) -> dict[str, str]:
 def agglomerate_stage(wildcards) -> dict:
     """The chosen parameters: the agglomeration's, or mutex watershed's (one superblock)."""
     return stage(segment_stage(choice(wildcards, parameters=True)["parameters"]))
+
+
+def member_iterations(wildcards) -> dict[str, int]:
+    """An ensemble's members' iterations, from the checkpoint ensemble_members (see
+    ``choice``: until they are known, the asking rule waits for it)."""
+    return read_json(checkpoints.ensemble_members.get(run=wildcards.run).output[0])
+
+
+def member_validation(wildcards) -> dict[str, tuple[str, str]]:
+    """Each member's validation prediction of the dataset at its iteration, and the
+    output that holds it: beside its scores, or (keep_validation_predictions: false)
+    predicted again for viewing under validation/best/."""
+    found = {}
+    for member, it in member_iterations(wildcards).items():
+        names = {"run": member, "it": it, "dataset": wildcards.dataset}
+        if EXPERIMENT.keep_validation_predictions:
+            found[member] = (path(validation(PREDICTION), **names),) * 2
+        else:
+            found[member] = (path(BEST_PREDICTION, **names), path(BEST_PREDICTIONS, **names))
+    return found
+
+
+def ensemble_validation_inputs(wildcards) -> list[str]:
+    return sorted({output for _, output in member_validation(wildcards).values()})
+
+
+def ensemble_validation_stage(wildcards) -> dict:
+    members = {m: prediction for m, (prediction, _) in member_validation(wildcards).items()}
+    return stage(AverageStage(members=members, dtype=run_of(wildcards).run.prediction_dtype))
+
+
+def member_predictions(wildcards) -> dict[str, str]:
+    """Each member's prediction of an ensemble's apply target."""
+    names = {"run": wildcards.run, "target": wildcards.target}
+    return {m: path(MEMBER_PREDICTION, member=m, **names) for m in ENSEMBLES[wildcards.run]}
+
+
+def ensemble_predict_stage(wildcards) -> dict:
+    dtype = run_of(wildcards).run.prediction_dtype
+    return stage(AverageStage(members=member_predictions(wildcards), dtype=dtype))
+
+
+def member_checkpoint(wildcards) -> str:
+    return checkpoint_path(wildcards.member, member_iterations(wildcards)[wildcards.member])
+
+
+def member_predict_stage(wildcards) -> dict:
+    """A member's prediction of an ensemble's target: the target's, with the member's
+    network at its iteration."""
+    entry = apply_entry(wildcards)
+    return stage(
+        PredictStage.target(
+            RUNS[wildcards.member].run,
+            entry,
+            DATASETS[entry.input],
+            dataset_dims(entry.input),
+            member_iterations(wildcards)[wildcards.member],
+        )
+    )
 
 
 PLANS = superblock_plans()
@@ -431,8 +526,9 @@ def run_figures(name: str) -> list[str]:
 
 def all_targets() -> list[str]:
     targets = []
-    for name in RUNS:
+    for name in SOURCES:
         targets += [path(RUN_JSON, run=name), path(BEST, run=name)]
+    for name in RUNS:
         targets += [path(FIGURE, run=name, name=f) for f in run_figures(name)]
         targets += best_predictions(name)
     for run, target in APPLY:

@@ -8,6 +8,8 @@ rule predict:
         data=lambda w: container(apply_entry(w).input),
     output:
         directory(apply(PREDICTION)),
+    wildcard_constraints:
+        run=TRAINED_RUNS,  # ensembles: ensemble_predict (ensemble.smk)
     params:
         stage=predict_stage,
     log:

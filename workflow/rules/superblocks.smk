@@ -4,6 +4,8 @@
 # write their disjoint chunks and a small done-file, and a last job publishes it
 # under its final name (`publish_*`, which the rules for one superblock make
 # otherwise). Killed, a superblock job reruns only its unfinished blocks.
+# Trained runs only: an ensemble's target is one superblock for now (and may share
+# its name with a member's target cut into superblocks).
 
 
 ruleorder: publish_prediction > predict
@@ -23,6 +25,7 @@ rule prepare_prediction:
     log:
         "logs/superblocks/{run}/{target}/prepare_prediction.log",
     wildcard_constraints:
+        run=TRAINED_RUNS,
         target=SUPERBLOCK_TARGETS,
     conda:
         "../../envs/dacapo-flow.yaml"
@@ -43,6 +46,7 @@ rule predict_superblock:
     log:
         "logs/superblocks/{run}/{target}/predict/{sb}.log",
     wildcard_constraints:
+        run=TRAINED_RUNS,
         target=SUPERBLOCK_TARGETS,
     threads: lambda w: apply_entry(w).num_workers
     resources:
@@ -65,6 +69,7 @@ rule publish_prediction:
     log:
         "logs/superblocks/{run}/{target}/publish_prediction.log",
     wildcard_constraints:
+        run=TRAINED_RUNS,
         target=SUPERBLOCK_TARGETS,
     localrule: True
     conda:
@@ -84,6 +89,7 @@ rule prepare_fragments:
     log:
         "logs/superblocks/{run}/{target}/prepare_fragments.log",
     wildcard_constraints:
+        run=TRAINED_RUNS,
         target=SUPERBLOCK_TARGETS,
     conda:
         "../../envs/dacapo-flow.yaml"
@@ -100,6 +106,7 @@ rule fragments_superblock:
     log:
         "logs/superblocks/{run}/{target}/fragments/{sb}.log",
     wildcard_constraints:
+        run=TRAINED_RUNS,
         target=SUPERBLOCK_TARGETS,
     threads: lambda w: apply_entry(w).num_workers
     resources:
@@ -120,6 +127,7 @@ rule edges_superblock:
     log:
         "logs/superblocks/{run}/{target}/edges/{sb}.log",
     wildcard_constraints:
+        run=TRAINED_RUNS,
         target=SUPERBLOCK_TARGETS,
     threads: lambda w: apply_entry(w).num_workers
     resources:
@@ -144,6 +152,7 @@ rule publish_fragments:
     log:
         "logs/superblocks/{run}/{target}/publish_fragments.log",
     wildcard_constraints:
+        run=TRAINED_RUNS,
         target=SUPERBLOCK_TARGETS,
     localrule: True
     conda:
@@ -162,6 +171,7 @@ rule agglomerate_chunk:
     log:
         "logs/superblocks/{run}/{target}/agglomerate/{level}/{chunk}.log",
     wildcard_constraints:
+        run=TRAINED_RUNS,
         target=SUPERBLOCK_TARGETS,
     resources:
         mem_mb=by_attempt(8000),
@@ -182,6 +192,7 @@ rule label_chunk:
     log:
         "logs/superblocks/{run}/{target}/labels/{level}/{chunk}.log",
     wildcard_constraints:
+        run=TRAINED_RUNS,
         target=SUPERBLOCK_TARGETS,
     resources:
         mem_mb=by_attempt(4000),
@@ -201,6 +212,7 @@ rule prepare_segmentation:
     log:
         "logs/superblocks/{run}/{target}/prepare_segmentation.log",
     wildcard_constraints:
+        run=TRAINED_RUNS,
         target=SUPERBLOCK_TARGETS,
     conda:
         "../../envs/dacapo-flow.yaml"
@@ -220,6 +232,7 @@ rule relabel_superblock:
     log:
         "logs/superblocks/{run}/{target}/relabel/{sb}.log",
     wildcard_constraints:
+        run=TRAINED_RUNS,
         target=SUPERBLOCK_TARGETS,
     threads: lambda w: apply_entry(w).num_workers
     resources:
@@ -242,6 +255,7 @@ rule publish_segmentation:
     log:
         "logs/superblocks/{run}/{target}/publish_segmentation.log",
     wildcard_constraints:
+        run=TRAINED_RUNS,
         target=SUPERBLOCK_TARGETS,
     localrule: True
     conda:

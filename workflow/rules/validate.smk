@@ -9,6 +9,8 @@ rule validate_predict:
         data=lambda w: container(w.dataset),
     output:
         keep_or_temp(directory(validation(PREDICTION))),
+    wildcard_constraints:
+        run=TRAINED_RUNS,  # ensembles: ensemble_validate (ensemble.smk)
     params:
         stage=validate_predict_stage,
     log:
