@@ -6,12 +6,12 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import daisy
 import numpy as np
 import zarr
 from funlib.geometry import Coordinate, Roi
-from funlib.persistence import Array
 
 from .. import arrays, blockwise, codec
 from ..config import FragmentOptions, block_shape_or_default
@@ -23,6 +23,9 @@ from .fragments import fragments
 from .graph import Graph, edges
 from .octree import Octree, agglomerate_chunk, label_chunk
 from .relabel import relabel
+
+if TYPE_CHECKING:
+    from funlib.persistence import Array
 
 
 @dataclass
@@ -37,8 +40,8 @@ class GraphWorker(blockwise.BlockWorker):
     options: FragmentOptions
 
     def setup(self) -> None:
-        self.affs_array = arrays.open_array(self.affs)
-        self.frags_array = arrays.open_array(self.frags, mode="r+")
+        self.affs_array = arrays.open_zarr(self.affs)
+        self.frags_array = arrays.open_zarr(self.frags, mode="r+")
         self.dims = arrays.affinity_dims(self.affs)
 
     def index(self, block: daisy.Block) -> tuple[int, ...]:
@@ -97,8 +100,8 @@ class RelabelWorker(blockwise.BlockWorker):
     tables: Octree
 
     def setup(self) -> None:
-        self.frags_array = arrays.open_array(self.frags)
-        self.out_array = arrays.open_array(self.out, mode="r+")
+        self.frags_array = arrays.open_zarr(self.frags)
+        self.out_array = arrays.open_zarr(self.out, mode="r+")
         self.table: tuple[tuple[int, ...], np.ndarray, np.ndarray] | None = None
 
     def lookup(self, index: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
