@@ -21,7 +21,7 @@ FIND_LINKS ?= $(shell $(PYTHON) -m pip config list 2>/dev/null \
 	| sed -n "s/^[^=]*find-links='\(.*\)'$$/\1/p" | tr ' ' '\n' | sort -u)
 
 $(BIN)/dacapo-flow: requirements/lock.txt requirements/dev.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	test -x $(UV) || $(BIN)/pip install -q -c requirements/dev.txt uv
 	$(UV) pip sync -q --python $(BIN)/python $(addprefix --find-links ,$(FIND_LINKS)) \
 		requirements/lock.txt requirements/dev.txt
