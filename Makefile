@@ -12,12 +12,21 @@ CONFIG ?=
 
 .PHONY: venv demo run test lint report clean slurm-profile
 
+# uv installs exactly the lock (requirements/lock.txt + dev.txt, no resolution): a uv on
+# PATH, else the one pinned in dev.txt, bootstrapped into the venv with its own pip.
+UV ?= $(or $(shell command -v uv 2>/dev/null),$(BIN)/uv)
+# uv does not read pip's configuration: the places pip finds wheels in (here the local CPU
+# torch wheel) are passed on, so torch is that wheel and never a CUDA build from the index.
+FIND_LINKS ?= $(shell $(PYTHON) -m pip config list 2>/dev/null \
+	| sed -n "s/^[^=]*find-links='\(.*\)'$$/\1/p" | tr ' ' '\n' | sort -u)
+
 $(BIN)/dacapo-flow: requirements/lock.txt requirements/dev.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	# torch first, from the local CPU wheel: anything else may pull a CUDA build
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -r requirements/lock.txt -r requirements/dev.txt
-	$(BIN)/pip install -q --no-deps -e .
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(UV) || $(BIN)/pip install -q -c requirements/dev.txt uv
+	$(UV) pip sync -q --python $(BIN)/python $(addprefix --find-links ,$(FIND_LINKS)) \
+		requirements/lock.txt requirements/dev.txt
+	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
+	$(UV) pip check -q --python $(BIN)/python
 	touch $@
 
 venv: $(BIN)/dacapo-flow

@@ -11,15 +11,18 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zarr
 from funlib.geometry import Coordinate, Roi
-from funlib.persistence import Array, open_ds, prepare_ds
 
 from .errors import UserError
+
+if TYPE_CHECKING:  # imported where used: it pulls in dask, xarray and pandas (over a second)
+    from funlib.persistence import Array
 
 SPATIAL_AXES = ("z", "y", "x")
 #: suffix of a result that is still being written (see staging / publish)
@@ -67,6 +70,8 @@ def split_path(path: str) -> tuple[str, str]:
 
 def open_array(path: str | Path, mode: str = "r") -> Array:
     """Open a zarr array with its funlib metadata; DataError if it is missing."""
+    from funlib.persistence import open_ds
+
     container, dataset = split_path(str(path))
     if not Path(container).exists():
         raise DataError(f"{container}: container not found")
@@ -76,21 +81,74 @@ def open_array(path: str | Path, mode: str = "r") -> Array:
         raise DataError(f"{path}: cannot open array ({type(e).__name__})") from None
 
 
-def read(array: Array, roi: Roi, fill_value: Any = 0) -> np.ndarray:
+@dataclass(frozen=True)
+class ZarrArray:
+    """A zarr array in world units, read and written with zarr alone.
+
+    What a block worker needs of an array (geometry, reading with padding, writing
+    a ROI) without funlib.persistence, whose imports (dask, xarray, pandas) took
+    most of a worker's start-up. Channel axes lead, as in funlib."""
+
+    data: zarr.Array
+    voxel_size: Coordinate
+    offset: Coordinate
+
+    @classmethod
+    def of(cls, array: Array) -> ZarrArray | None:
+        """The zarr array behind a funlib Array, or None if there is none to read
+        directly (lazy operations, or not backed by zarr)."""
+        source = array._source_data
+        if array.lazy_ops or not isinstance(source, zarr.Array):
+            return None
+        return cls(source, array.voxel_size, array.offset)
+
+    @property
+    def roi(self) -> Roi:
+        return Roi(self.offset, self.voxel_size * Coordinate(self.data.shape[self.channel_dims :]))
+
+    @property
+    def channel_dims(self) -> int:
+        return self.data.ndim - self.voxel_size.dims
+
+    def read(self, roi: Roi, fill_value: Any = 0) -> np.ndarray:
+        """The data of ``roi``, ``fill_value`` where it lies outside the array."""
+        channels = self.data.shape[: self.channel_dims]
+        out = np.full(channels + tuple(roi.shape / self.voxel_size), fill_value, self.data.dtype)
+        shared = self.roi.intersect(roi)
+        if not shared.empty:
+            into = ((shared - roi.offset) / self.voxel_size).to_slices()
+            out[(Ellipsis, *into)] = self.data[(Ellipsis, *self._slices(shared))]
+        return out
+
+    def __setitem__(self, roi: Roi, value: np.ndarray) -> None:
+        if not self.roi.contains(roi):
+            raise IndexError(f"{roi} is not inside the array's {self.roi}")
+        self.data[(Ellipsis, *self._slices(roi))] = value
+
+    def _slices(self, roi: Roi) -> tuple[slice, ...]:
+        return ((roi - self.offset) / self.voxel_size).to_slices()
+
+
+def open_zarr(path: str | Path, mode: str = "r") -> ZarrArray:
+    """Open an array for a block worker: with zarr and the geometry funlib wrote in
+    its attributes (``voxel_size``, ``offset``), else (other metadata, other stores)
+    through funlib. DataError if it is missing."""
+    try:
+        data = zarr.open_array(str(path), mode=mode)
+        geometry = Coordinate(data.attrs["voxel_size"]), Coordinate(data.attrs["offset"])
+    except Exception:  # zarr raises several types; funlib reads what it can, or says why
+        return ZarrArray.of(open_array(path, mode))
+    return ZarrArray(data, *geometry)
+
+
+def read(array: Array | ZarrArray, roi: Roi, fill_value: Any = 0) -> np.ndarray:
     """``array.to_ndarray(roi, fill_value)`` read from zarr directly: funlib builds a dask
     graph per read, which costs more than reading a block's chunks. Arrays with lazy
     operations, or not backed by zarr, are read by funlib."""
-    source = array._source_data
-    if array.lazy_ops or not isinstance(source, zarr.Array):
+    direct = array if isinstance(array, ZarrArray) else ZarrArray.of(array)
+    if direct is None:
         return array.to_ndarray(roi, fill_value=fill_value)
-    channels = source.shape[: array.channel_dims]
-    out = np.full(channels + tuple(roi.shape / array.voxel_size), fill_value, source.dtype)
-    shared = array.roi.intersect(roi)
-    if not shared.empty:
-        into = ((shared - roi.offset) / array.voxel_size).to_slices()
-        start = ((shared - array.roi.offset) / array.voxel_size).to_slices()
-        out[(Ellipsis, *into)] = source[(Ellipsis, *start)]
-    return out
+    return direct.read(roi, fill_value)
 
 
 def prepare_array(
@@ -108,6 +166,8 @@ def prepare_array(
     With ``reuse``, an existing array whose attributes equal ``attrs`` is kept as
     it is (its finished blocks are resumed); any other is replaced.
     """
+    from funlib.persistence import prepare_ds
+
     container, dataset = split_path(str(path))
     if reuse and same_attrs(path, attrs or {}):
         return open_array(path, mode="r+")

@@ -10,13 +10,16 @@ thresholds meaning the same whatever the dtype.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import zarr
 from funlib.geometry import Roi
-from funlib.persistence import Array
 
 from . import arrays
+
+if TYPE_CHECKING:
+    from funlib.persistence import Array
 
 #: stored dtype -> scale (affinity = stored value * scale)
 SCALES = {"float32": 1.0, "uint8": 1 / 255}
@@ -40,6 +43,6 @@ def decode(data: np.ndarray, scale: float) -> np.ndarray:
     return data if data.dtype == np.float32 else data.astype(np.float32) * scale
 
 
-def read_affinities(array: Array, path: str | Path, roi: Roi) -> np.ndarray:
+def read_affinities(array: Array | arrays.ZarrArray, path: str | Path, roi: Roi) -> np.ndarray:
     """Affinities in [0, 1] as float32 of ``roi``, whatever dtype the prediction is stored in."""
     return decode(arrays.read(array, roi), scale_of(path))

@@ -1,9 +1,14 @@
-"""Reading arrays: the direct zarr path gives what funlib's to_ndarray gives."""
+"""Reading arrays: the direct zarr path gives what funlib's to_ndarray gives, and a
+worker opens arrays with zarr alone as funlib would."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
+import zarr
 from funlib.geometry import Coordinate, Roi
 
 from dacapo_core import arrays
@@ -37,3 +42,45 @@ def test_read_equals_funlibs_to_ndarray(stored, roi, fill):
         expected = array.to_ndarray(roi, fill_value=fill)
         found = arrays.read(array, roi, fill)
         assert found.dtype == expected.dtype and np.array_equal(found, expected)
+
+
+@pytest.mark.parametrize("roi", [Roi((8, 16, 24), (80, 96, 64)), Roi((0, 0, 0), (40, 40, 40))])
+def test_a_worker_opens_arrays_with_zarr_as_funlib_does(stored, roi, tmp_path):
+    for name, array in zip(("affs", "labels"), stored, strict=True):
+        direct = arrays.open_zarr(f"{tmp_path}/a.zarr/{name}")
+        assert isinstance(direct.data, zarr.Array)  # not through funlib
+        assert (direct.voxel_size, direct.offset, direct.roi) == (
+            array.voxel_size,
+            array.offset,
+            array.roi,
+        )
+        assert direct.channel_dims == array.channel_dims
+        assert np.array_equal(arrays.read(direct, roi, 5), array.to_ndarray(roi, fill_value=5))
+
+
+def test_a_worker_writes_a_roi_as_funlib_does(stored, tmp_path):
+    affs = arrays.open_zarr(f"{tmp_path}/a.zarr/affs", mode="r+")
+    roi = Roi((16, 24, 32), (24, 16, 8))
+    values = np.arange(3 * 3 * 2 * 1, dtype=np.float32).reshape(3, 3, 2, 1)
+    affs[roi] = values
+    assert np.array_equal(arrays.open_array(f"{tmp_path}/a.zarr/affs").to_ndarray(roi), values)
+    with pytest.raises(IndexError):
+        affs[roi.grow((16, 16, 16), (0, 0, 0))] = 0  # begins before the array
+
+
+def test_an_array_without_funlibs_attributes_is_opened_by_funlib(tmp_path):
+    zarr.open(f"{tmp_path}/b.zarr/plain", mode="w", shape=(4, 5), dtype=np.uint8)
+    plain = arrays.open_zarr(f"{tmp_path}/b.zarr/plain")
+    assert (plain.voxel_size, plain.offset) == (Coordinate(1, 1), Coordinate(0, 0))
+    with pytest.raises(arrays.DataError, match="missing"):
+        arrays.open_zarr(f"{tmp_path}/b.zarr/missing")
+
+
+def test_segmentation_workers_start_without_funlib_persistence():
+    """funlib.persistence imports dask, xarray and pandas: over a second per worker."""
+    check = (
+        "import sys, dacapo_core.segment.blockwise; "
+        "print(sorted({'funlib.persistence', 'dask', 'xarray', 'pandas'} & set(sys.modules)))"
+    )
+    found = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert found.stdout.strip() == "[]", found.stderr

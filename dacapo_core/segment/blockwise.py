@@ -6,12 +6,12 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import daisy
 import numpy as np
 import zarr
 from funlib.geometry import Coordinate, Roi
-from funlib.persistence import Array
 
 from .. import arrays, blockwise, codec
 from ..config import FragmentOptions, block_shape_or_default
@@ -24,6 +24,9 @@ from .graph import Graph, LongRange, edges, long_range_context, long_range_edges
 from .mutex import mutex_lookup
 from .octree import Octree, agglomerate_chunk, label_chunk, save_labels
 from .relabel import relabel
+
+if TYPE_CHECKING:
+    from funlib.persistence import Array
 
 
 @dataclass
@@ -38,8 +41,8 @@ class GraphWorker(blockwise.BlockWorker):
     options: FragmentOptions
 
     def setup(self) -> None:
-        self.affs_array = arrays.open_array(self.affs)
-        self.frags_array = arrays.open_array(self.frags, mode="r+")
+        self.affs_array = arrays.open_zarr(self.affs)
+        self.frags_array = arrays.open_zarr(self.frags, mode="r+")
         self.dims = arrays.affinity_dims(self.affs)
 
     def index(self, block: daisy.Block) -> tuple[int, ...]:
@@ -117,8 +120,8 @@ class RelabelWorker(blockwise.BlockWorker):
     tables: Octree
 
     def setup(self) -> None:
-        self.frags_array = arrays.open_array(self.frags)
-        self.out_array = arrays.open_array(self.out, mode="r+")
+        self.frags_array = arrays.open_zarr(self.frags)
+        self.out_array = arrays.open_zarr(self.out, mode="r+")
         self.table: tuple[tuple[int, ...], np.ndarray, np.ndarray] | None = None
 
     def lookup(self, index: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

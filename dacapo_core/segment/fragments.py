@@ -8,9 +8,6 @@ whole-volume run.
 from __future__ import annotations
 
 import numpy as np
-import waterz
-from scipy import ndimage
-from skimage.segmentation import watershed
 
 from ..config import FragmentOptions
 
@@ -33,6 +30,8 @@ def fragments(
         per_section = [fragments(affs[:, z], options, dims) for z in range(affs.shape[1])]
         return np.stack([np.where(f > 0, f + z * size, 0) for z, f in enumerate(per_section)])
     if options.method == "waterz":
+        import waterz  # here, not at the top: see _seeded_watershed
+
         nn = np.ascontiguousarray(affs[:3], dtype=np.float32)
         labels = next(iter(waterz.agglomerate(nn, thresholds=[0.0]))).copy()
         return _first_voxel_ids(labels)[labels]
@@ -62,6 +61,11 @@ def _seeded_watershed(
     voxels are still assigned, so neighbouring fragments share edges.
     Returns the basins and the seeds, both labelled 1..n alike.
     """
+    # imported here: they take most of a worker process's start-up, and only the
+    # fragment stage needs them (the edge and relabel workers import this module too)
+    from scipy import ndimage
+    from skimage.segmentation import watershed
+
     inside = nn.mean(axis=0) > threshold
     distance = ndimage.distance_transform_edt(inside)
     peaks = (ndimage.maximum_filter(distance, size=2 * seed_distance + 1) == distance) & inside
