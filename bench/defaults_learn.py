@@ -117,7 +117,7 @@ def training_time(workdir: Path) -> tuple[float, int]:
     seconds, iterations = 0.0, 0
     for stats in sorted((workdir / "results/r/training_stats").glob("*.json")):
         its = arrays.read_json(stats)["iterations"]
-        seconds += its[-1]["seconds"] if its else 0.0
+        seconds += sum(i["seconds"] for i in its)
         iterations += len(its)
     return seconds, iterations
 
