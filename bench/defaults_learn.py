@@ -1,7 +1,7 @@
 """Segmentation quality on real EM: a recipe against a tuned no-learning watershed.
 
     .venv/bin/python bench/defaults_learn.py [--iterations 1500] [--interval 250]
-        [--recipe '{"architecture": {"input_shape": [68, 68, 68]}}'] [--seed 1]
+        [--recipe '{"task": {"lsds": true}}'] [--tta mirror] [--seed 1]
         [--keep DIR]
 
 The honest protocol (issue 18), on tests/data/fibsem_gala_example (real

@@ -273,7 +273,7 @@ def test_committed_schema_matches_the_models():
 def test_raw_thinner_than_the_input_is_padded_but_gt_needs_raw_under_it(tmp_path):
     data = minimal()
     data["datasets"]["a"]["container"] = str(tmp_path / "thin.zarr")
-    raw = np.zeros((50, 100, 100), np.uint8)  # thinner in z than the 76^3 input
+    raw = np.zeros((50, 100, 100), np.uint8)  # thinner in z than the 68^3 input
     labels = np.ones(raw.shape, np.uint64)
     arrays.write_numpy(tmp_path / "thin.zarr/raw", raw, (10, 10, 10))
     arrays.write_numpy(tmp_path / "thin.zarr/gt", labels, (10, 10, 10))
