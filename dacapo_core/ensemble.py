@@ -47,10 +47,10 @@ def mean_attrs(members: Sequence[str], dtype: str) -> dict[str, Any]:
     """The attributes of the members' mean: what they share (``DataError`` naming the
     member that differs), the scale of ``dtype`` and each member's prediction (with its
     fingerprint, so a member predicted again restarts a killed average) and checkpoint."""
-    first = dict(zarr.open(members[0], mode="r").attrs)
-    geometry = arrays.open_array(members[0])
-    for member in members[1:]:
-        attrs, array = dict(zarr.open(member, mode="r").attrs), arrays.open_array(member)
+    member_attrs = [dict(zarr.open(m, mode="r").attrs) for m in members]
+    first, geometry = member_attrs[0], arrays.open_array(members[0])
+    for member, attrs in zip(members[1:], member_attrs[1:], strict=True):
+        array = arrays.open_array(member)
         differs = [k for k in SHARED_ATTRS if attrs.get(k) != first.get(k)]
         if array.roi != geometry.roi or array.voxel_size != geometry.voxel_size:
             differs.insert(0, "ROI or voxel size")
@@ -63,12 +63,8 @@ def mean_attrs(members: Sequence[str], dtype: str) -> dict[str, Any]:
             )
     shared = {k: first[k] for k in SHARED_ATTRS if k in first}
     described = [
-        {
-            "prediction": m,
-            "version": arrays.fingerprint(m),
-            "checkpoint": zarr.open(m, mode="r").attrs.get("checkpoint"),
-        }
-        for m in members
+        {"prediction": m, "version": arrays.fingerprint(m), "checkpoint": a.get("checkpoint")}
+        for m, a in zip(members, member_attrs, strict=True)
     ]
     return {**shared, "scale": codec.SCALES[dtype], "members": described}
 
