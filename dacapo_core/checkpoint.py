@@ -23,6 +23,7 @@ def model_config(stage: TrainStage) -> dict[str, Any]:
     return {
         "architecture": stage.architecture.model_dump(),
         "task": stage.task.model_dump(),
+        "mixed_precision": stage.trainer.mixed_precision,
     }
 
 

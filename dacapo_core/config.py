@@ -378,6 +378,12 @@ class TrainerConfig(Strict):
     snapshot_interval: int = Field(1000, gt=0)
     augments: list[Augment] = Field(default_factory=lambda: [SimpleAugment(), IntensityAugment()])
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    mixed_precision: bool = Field(
+        False,
+        description="bf16 autocast of the network's forward pass, in training and in "
+        "the checkpoints' predictions (the loss stays float32); for GPUs: on CPUs it is "
+        "slower. bench/gpu_check.py measures its speed and validation VOI",
+    )
     num_data_fetchers: int = Field(
         1,
         ge=0,

@@ -31,6 +31,12 @@ def activate(logits: torch.Tensor, activation: str) -> torch.Tensor:
     return torch.tanh(logits)
 
 
+def precision(device: torch.device, mixed: bool) -> torch.autocast:
+    """The context of a forward pass: bf16 autocast when ``mixed`` (matrix work in
+    bfloat16, reductions in float32), else plain float32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed)
+
+
 def _conv_pass(dims: int, fin: int, fout: int, kernel: int) -> nn.Sequential:
     conv = nn.Conv3d if dims == 3 else nn.Conv2d
     return nn.Sequential(

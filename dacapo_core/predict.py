@@ -37,7 +37,7 @@ from .geometry import (
     num_channels,
     output_shape,
 )
-from .model import UNet
+from .model import UNet, precision
 from .stages import PredictStage
 from .superblocks import Superblocks
 
@@ -70,6 +70,7 @@ class Predictor:
     device: torch.device
     network_dims: int
     augmentation: tta.Mode = "none"
+    mixed_precision: bool = False
     max_input_voxels: int = 200**3
 
     @classmethod
@@ -79,10 +80,13 @@ class Predictor:
         dims: int,
         device: str = "auto",
         augmentation: tta.Mode = "none",
+        mixed_precision: bool | None = None,
     ) -> Predictor:
         """The checkpoint's network, for ``dims``-D data; its task (the ``type`` in the
         checkpoint, affinities where it has none) gives the predicted channels and the
-        activation (auxiliary channels are trained, never predicted)."""
+        activation (auxiliary channels are trained, never predicted). The forward pass
+        is in the precision the network was trained in unless ``mixed_precision``
+        says otherwise."""
         state = load_checkpoint(checkpoint)
         arch = UNetConfig.model_validate(state["model_config"]["architecture"])
         task = TypeAdapter(Task).validate_python(state["model_config"]["task"])
@@ -98,7 +102,10 @@ class Predictor:
         step = np.prod(arch.downsample_factors, axis=0).astype(int).tolist()
         geometry = (shape, output_shape(arch, shape), step)
         lifted = (lift(g, dims) for g in geometry)
-        return cls(model, *lifted, task, dev, len(arch.input_shape), augmentation)
+        if mixed_precision is None:
+            mixed_precision = state["model_config"].get("mixed_precision", False)
+        dims_net = len(arch.input_shape)
+        return cls(model, *lifted, task, dev, dims_net, augmentation, mixed_precision)
 
     @property
     def channels(self) -> int:
@@ -186,9 +193,9 @@ class Predictor:
         origin = covered.begin - context
         for window in windows:
             inputs = data[((window.grow(context, context) - origin) / vs).to_slices()]
-            with torch.no_grad():
-                x = torch.from_numpy(np.ascontiguousarray(inputs)[None, None]).to(self.device)
-                out = self.model(x)[0].cpu().numpy()
+            x = torch.from_numpy(np.ascontiguousarray(inputs)[None, None]).to(self.device)
+            with torch.no_grad(), precision(self.device, self.mixed_precision):
+                out = self.model(x)[0].float().cpu().numpy()
             result[(slice(None), *((window - covered.begin) / vs).to_slices())] = out
         return result[(slice(None), *((seen - covered.begin) / vs).to_slices())]
 

@@ -22,7 +22,7 @@ from .batches import KEYS, batches
 from .checkpoint import load_checkpoint, model_config, resolve_device, save_checkpoint
 from .config import Task, TrainerConfig
 from .geometry import INPUT_CHANNELS, head_channels
-from .model import UNet, activate
+from .model import UNet, activate, precision
 from .stages import TrainStage
 from .task import loss
 
@@ -91,13 +91,16 @@ def _step(
     optimizer: torch.optim.Optimizer,
     batch: gp.Batch,
     device: torch.device,
+    mixed: bool = False,
 ) -> tuple[float, torch.Tensor]:
-    """One optimisation step on a batch: (loss, the head's logits)."""
+    """One optimisation step on a batch: (loss, the head's logits); ``mixed``: the
+    forward pass in bf16 autocast, the loss in float32."""
     raw, target, weights = (
         torch.from_numpy(batch[k].data).to(device) for k in (KEYS.raw, KEYS.target, KEYS.weights)
     )
     optimizer.zero_grad()
-    logits = model.logits(raw)
+    with precision(device, mixed):
+        logits = model.logits(raw).float()
     value = loss(task, logits, target, weights)
     value.backward()
     optimizer.step()
@@ -146,7 +149,7 @@ def train(
     progress = tqdm(total=len(iterations), desc=f"train {name}", mininterval=5)
     t0 = time.perf_counter()
     for it, batch in batches(stage, iterations, trainer.num_data_fetchers):
-        value, logits = _step(model, stage.task, optimizer, batch, device)
+        value, logits = _step(model, stage.task, optimizer, batch, device, trainer.mixed_precision)
         rate = scheduler.get_last_lr()[0]
         scheduler.step()
         now = time.perf_counter()

@@ -196,7 +196,7 @@ def test_a_cancelled_superblock_job_reruns_only_its_unfinished_blocks(cluster, t
     target = [line.split("|")[0] for line in queued.stdout.split() if line.endswith(comment)]
     assert target, queued.stdout
     subprocess.run(["scancel", target[0]], check=True)  # as a user does
-    output = first.communicate(timeout=600)[0].decode()
+    output = first.communicate(timeout=900)[0].decode()
     assert first.returncode != 0  # the cancelled job failed the run
     assert superblocks_of(output, "predict_superblock") == ["0_0_0", "1_0_0"]
     done_before = tracked_blocks(workdir, stage)

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY
-from funlib.geometry import Coordinate
+from funlib.geometry import Coordinate, Roi
 
 from dacapo_core import arrays, augment, batches, checkpoint, config, train
 from dacapo_core.demo import make_demo
+from dacapo_core.predict import Predictor
 from dacapo_core.stages import TrainStage
 
 #: every augmentation, so that all their randomness is covered by the seeding
@@ -284,3 +285,22 @@ def test_simple_augment_transposes_only_axes_of_equal_resolution(tmp_path, demo)
         under_gt = (gt.spec.roi - raw.spec.roi.offset) / Coordinate(40, 8, 8)
         inner = raw.data[0, 0][under_gt.to_slices()]
         assert np.allclose(inner, brightness[gt.data[0]] / 255, atol=1e-6)
+
+
+def test_mixed_precision_trains_and_predicts_in_bf16_as_its_checkpoint_says(demo):
+    """bf16 autocast (CPU here, as on a GPU): the loss stays finite, the checkpoint
+    records the precision, its predictor uses it unless told otherwise, and bf16
+    outputs are near float32's without being them (autocast really ran)."""
+    root, stage = demo
+    mixed = with_trainer(stage, mixed_precision=True)
+    stats = train.train(mixed, 2, root / "bf16/2.pt")
+    assert all(np.isfinite(s["loss"]) for s in stats["iterations"])
+    assert state_of(root / "bf16/2.pt")["model_config"]["mixed_precision"] is True
+    bf16 = Predictor.load(root / "bf16/2.pt", 3)
+    fp32 = Predictor.load(root / "bf16/2.pt", 3, mixed_precision=False)
+    assert bf16.mixed_precision and not fp32.mixed_precision
+    raw = arrays.open_array(f"{root}/demo.zarr/validate/raw")
+    roi = Roi(raw.roi.offset, fp32.output_shape * raw.voxel_size)
+    low, high = bf16.predict(raw, roi), fp32.predict(raw, roi)
+    assert low.dtype == np.float32 and not np.array_equal(low, high)
+    assert np.abs(low - high).max() < 0.05
