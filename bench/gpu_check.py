@@ -1,0 +1,292 @@
+"""Mixed precision on a GPU, and the default recipe trained for a GPU budget.
+
+    python bench/gpu_check.py --out DIR [--train-seconds 330] [--fetchers 12]
+
+Run where a CUDA GPU is (``bench/gpu_check.sh`` runs it with a GPU machine's own
+Python and torch, this project's other packages carried as wheels). On the real-EM
+benchmark of ``bench/defaults_learn.py`` (gala example, default recipe, seed 1):
+
+1. training, ``trainer.mixed_precision`` off and on: iterations/s of the network
+   step alone (one batch, already in memory: the limit) and of the training loop
+   (gunpowder pipeline, ``--fetchers`` processes making batches ahead);
+2. prediction, the same weights in float32 and bf16: ``predict_blockwise`` (one
+   worker, 128^3 blocks) of a 256^3 volume, and one in-memory forward pass per
+   window of the whole volume (the limit);
+3. the default recipe trained in float32 for ``--train-seconds`` of wall time, in
+   chunks of an interval chosen for about six checkpoints, written as a
+   ``defaults_learn.py`` work directory would hold them.
+
+DIR receives ``gpu_check.json`` (the figures) and the checkpoints (weights only) as
+tar files. Back on the workstation, ``gpu_check.py --unpack --out DIR --work WORKDIR``
+makes WORKDIR a ``defaults_learn.py`` work directory holding them and prints the
+``defaults_learn.py --keep WORKDIR ...`` command that validates, selects and tests
+them on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tarfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import numpy as np
+import torch
+from funlib.geometry import Coordinate
+from scipy import ndimage
+
+from dacapo_core import arrays, config, layout, train
+from dacapo_core.batches import BatchMaker, batches
+from dacapo_core.predict import Predictor, predict_blockwise
+from dacapo_core.stages import TrainStage
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from defaults_learn import experiment, import_gala  # noqa: E402
+
+SEED = 1
+CHECKPOINTS = 6  # about this many in the budget: each is validated on the CPU later
+TAR_BYTES = 15 * 2**20  # files that come back from the device machine: at most 16 MiB
+
+
+def default_stage(workdir: Path, **trainer: Any) -> TrainStage:
+    """The default recipe's training on the gala data in ``workdir`` (the current
+    directory, as for the workflow's jobs), with ``trainer`` keys changed."""
+    rois = import_gala(workdir)
+    experiment_config = config.parse(experiment({}, 1000, 100, SEED, rois["test"]))
+    stage = TrainStage.of(experiment_config.resolved_runs()["r"], experiment_config.datasets)
+    return stage.model_copy(update={"trainer": stage.trainer.model_copy(update=trainer)})
+
+
+def synchronised(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def step_rate(stage: TrainStage, batch: Any, device: torch.device, seconds: float) -> float:
+    """Iterations/s of ``train``'s optimisation step on one batch (no data pipeline)."""
+    model = train.new_model(stage).to(device)
+    optimizer = train.new_optimizer(stage.trainer, model)
+    mixed = stage.trainer.mixed_precision
+    for _ in range(3):  # warm-up: allocations, kernel choice
+        train._step(model, stage.task, optimizer, batch, device, mixed)
+    start, n = synchronised(device), 0
+    while time.perf_counter() - start < seconds:
+        train._step(model, stage.task, optimizer, batch, device, mixed)
+        n += 1
+    return n / (synchronised(device) - start)
+
+
+def loop_rate(stage: TrainStage, device: torch.device, seconds: float) -> float:
+    """Iterations/s of ``train``'s loop (batches made ahead by the fetchers), after
+    its first 10 iterations (fetcher start-up)."""
+    model = train.new_model(stage).to(device)
+    optimizer = train.new_optimizer(stage.trainer, model)
+    made = batches(stage, range(1, 10**6), stage.trainer.num_data_fetchers)
+    start, n = 0.0, 0
+    for it, batch in made:
+        train._step(model, stage.task, optimizer, batch, device, stage.trainer.mixed_precision)
+        if it == 10:
+            start = synchronised(device)
+        elif it > 10:
+            n += 1
+            if time.perf_counter() - start > seconds:
+                break
+    made.close()
+    return n / (synchronised(device) - start)
+
+
+def training_rates(workdir: Path, fetchers: int, seconds: float) -> dict[str, float]:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    rates: dict[str, float] = {}
+    maker = BatchMaker(default_stage(workdir))
+    batch = maker(0)
+    maker.close()
+    for name, mixed in (("fp32", False), ("bf16", True)):
+        stage = default_stage(workdir, mixed_precision=mixed, num_data_fetchers=fetchers)
+        rates[f"step_{name}"] = step_rate(stage, batch, device, seconds)
+        rates[f"loop_{name}"] = loop_rate(stage, device, seconds)
+        print(
+            f"training {name}: step {rates[f'step_{name}']:.1f} it/s, loop "
+            f"{rates[f'loop_{name}']:.1f} it/s ({fetchers} fetchers)",
+            flush=True,
+        )
+    return rates
+
+
+def precision_checkpoints(stage: TrainStage, root: Path) -> dict[str, Path]:
+    """A briefly trained checkpoint, as float32 and as bf16 (the same weights)."""
+    fp32 = root / "fp32.pt"
+    train.train(stage, 5, fp32)
+    state = torch.load(fp32, weights_only=False)
+    state["model_config"]["mixed_precision"] = True
+    torch.save(state, root / "bf16.pt")
+    return {"fp32": fp32, "bf16": root / "bf16.pt"}
+
+
+def prediction_rates(stage: TrainStage, root: Path, side: int, repeats: int) -> dict[str, float]:
+    """Seconds of blockwise predict and of the in-memory forward passes (best of
+    ``repeats``) of a ``side``^3 volume of smoothed noise."""
+    rng = np.random.default_rng(0)
+    noise = ndimage.gaussian_filter(rng.random((side,) * 3, dtype=np.float32), 2)
+    data = (255 * (noise - noise.min()) / np.ptp(noise)).astype(np.uint8)
+    raw_path = f"{root}/volume.zarr/raw"
+    arrays.write_numpy(raw_path, data, Coordinate(10, 10, 10))
+    raw = arrays.open_array(raw_path)
+    seconds: dict[str, float] = {}
+    for name, checkpoint in precision_checkpoints(stage, root).items():
+        blockwise, memory = [], []
+        for r in range(repeats):
+            start = time.perf_counter()
+            out = f"{root}/out_{name}_{r}.zarr/prediction"
+            predict_blockwise(checkpoint, raw_path, out, num_workers=1, block_shape=(128,) * 3)
+            blockwise.append(time.perf_counter() - start)
+            predictor = Predictor.load(checkpoint, 3)
+            device = predictor.device
+            start = synchronised(device)
+            predictor.predict(raw, raw.roi)
+            memory.append(synchronised(device) - start)
+        seconds[f"blockwise_{name}"], seconds[f"memory_{name}"] = min(blockwise), min(memory)
+        print(
+            f"predict {side}^3 {name}: blockwise {min(blockwise):.2f} s, in memory "
+            f"{min(memory):.2f} s",
+            flush=True,
+        )
+    return seconds
+
+
+def train_for(workdir: Path, seconds: float, interval: int) -> dict[str, Any]:
+    """The default recipe trained in chunks of ``interval`` iterations, as the
+    workflow's train jobs would, until the next chunk would pass ``seconds``."""
+    stage = default_stage(workdir)
+    start, it, previous = time.perf_counter(), 0, None
+    while True:
+        chunk_start = time.perf_counter()
+        checkpoint = workdir / layout.path(layout.CHECKPOINT, run="r", it=it + interval)
+        stats = workdir / layout.path(layout.TRAINING_STATS, run="r", it=it + interval)
+        train.train(
+            stage,
+            it + interval,
+            checkpoint,
+            previous,
+            stats,
+            name="r",
+            provenance={"made_by": "bench/gpu_check.py", "device": device_name()},
+        )
+        it, previous = it + interval, checkpoint
+        elapsed = time.perf_counter() - start
+        print(f"trained to {it} in {elapsed:.0f} s", flush=True)
+        if elapsed + (time.perf_counter() - chunk_start) > seconds:
+            return {"iterations": it, "interval": interval, "seconds": elapsed}
+
+
+def pack(workdir: Path, out: Path) -> list[str]:
+    """The run's training statistics and its checkpoints' weights (no optimizer
+    state: validation needs none) as tar files under TAR_BYTES each."""
+    run = workdir / "results/r"
+    for path in run.rglob("*.pt"):
+        state = torch.load(path, weights_only=False)
+        torch.save({k: v for k, v in state.items() if k != "optimizer"}, path)
+    groups: list[list[Path]] = [[]]
+    for path in sorted(run.rglob("*.json")) + sorted(run.rglob("*.pt")):
+        if sum(p.stat().st_size for p in groups[-1]) + path.stat().st_size > TAR_BYTES:
+            groups.append([])
+        groups[-1].append(path)
+    names = [f"gpu_run_{i}.tar" for i in range(len(groups))]
+    for name, group in zip(names, groups, strict=True):
+        with tarfile.open(out / name, "w") as tar:
+            for path in group:
+                tar.add(path, arcname=str(path.relative_to(workdir)))
+    return names
+
+
+def unpack(out: Path, workdir: Path) -> None:
+    """On the workstation: the gala data imported into ``workdir``, the checkpoints of
+    ``out``'s tar files unpacked there, newer than the data and each newer than the
+    one before (as the workflow's train jobs leave them), and the command that
+    validates, selects and tests them."""
+    import_gala(workdir)
+    for tar_path in sorted(out.glob("gpu_run_*.tar")):
+        with tarfile.open(tar_path) as tar:
+            tar.extractall(workdir, filter="data")
+    trained = json.loads((out / "gpu_check.json").read_text())["trained"]
+    for it in range(trained["interval"], trained["iterations"] + 1, trained["interval"]):
+        for template in (layout.CHECKPOINT, layout.TRAINING_STATS):
+            (workdir / layout.path(template, run="r", it=it)).touch()
+            time.sleep(0.01)
+    print(
+        f"python bench/defaults_learn.py --keep {workdir} --iterations "
+        f"{trained['iterations']} --interval {trained['interval']}"
+    )
+
+
+def device_name() -> str:
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--unpack", action="store_true", help="on the workstation: see unpack")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/gpu_check"))
+    parser.add_argument("--fetchers", type=int, default=12)
+    parser.add_argument("--rate-seconds", type=float, default=12)
+    parser.add_argument("--side", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--train-seconds", type=float, default=330)
+    args = parser.parse_args()
+    if args.unpack:
+        unpack(args.out, args.work)
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    workdir = args.work / "defaults_learn"
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.chdir(workdir)  # the datasets' paths are relative, as in the workflow's jobs
+    result: dict[str, Any] = {"device": device_name(), "torch": torch.__version__}
+    print(result, flush=True)
+
+    def save() -> None:
+        (args.out / "gpu_check.json").write_text(json.dumps(result, indent=1))
+
+    def attempt(key: str, measure: Callable[[], Any]) -> None:
+        """One part's figures, or its error: one device run must bring back the rest."""
+        try:
+            result[key] = measure()
+        except Exception:
+            result[key] = {"error": traceback.format_exc()}
+            print(result[key]["error"], flush=True)
+        save()
+
+    attempt("training", lambda: training_rates(workdir, args.fetchers, args.rate_seconds))
+    stage = default_stage(workdir)
+    attempt("prediction", lambda: prediction_rates(stage, args.work, args.side, args.repeats))
+    rate = result["training"].get("loop_fp32", 5.0)  # a guess if the rates failed
+    interval = max(50, int(round(rate * args.train_seconds / CHECKPOINTS / 50)) * 50)
+    result["trained"] = train_for(workdir, args.train_seconds, interval)
+    result["tars"] = pack(workdir, args.out)
+    save()
+    t, p = result["training"], result["prediction"]
+    if "error" in t or "error" in p:
+        return
+    print(f"\n{result['device']}, torch {result['torch']}: bf16 / fp32 ratios (>1: bf16 faster)")
+    print(
+        f"training step {t['step_bf16'] / t['step_fp32']:.2f}, "
+        f"training loop {t['loop_bf16'] / t['loop_fp32']:.2f}"
+    )
+    print(
+        f"blockwise predict {p['blockwise_fp32'] / p['blockwise_bf16']:.2f}, "
+        f"in memory {p['memory_fp32'] / p['memory_bf16']:.2f}"
+    )
+    print(f"trained {result['trained']}")
+
+
+if __name__ == "__main__":
+    main()
