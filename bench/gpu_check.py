@@ -163,10 +163,11 @@ def prediction_rates(stage: TrainStage, root: Path, side: int, repeats: int) -> 
     return seconds
 
 
-def train_for(workdir: Path, seconds: float, interval: int) -> dict[str, Any]:
+def train_for(workdir: Path, seconds: float, interval: int, fetchers: int) -> dict[str, Any]:
     """The default recipe trained in chunks of ``interval`` iterations, as the
-    workflow's train jobs would, until the next chunk would pass ``seconds``."""
-    stage = default_stage(workdir)
+    workflow's train jobs would (``fetchers`` making batches ahead: the data, not the
+    GPU, limits it), until the next chunk would pass ``seconds``."""
+    stage = default_stage(workdir, num_data_fetchers=fetchers)
     start, it, previous = time.perf_counter(), 0, None
     while True:
         chunk_start = time.perf_counter()
@@ -242,6 +243,9 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--train-seconds", type=float, default=330)
+    parser.add_argument(
+        "--interval", type=int, help="checkpoint interval; given: only step 3 (training) runs"
+    )
     args = parser.parse_args()
     if args.unpack:
         unpack(args.out, args.work)
@@ -265,16 +269,17 @@ def main() -> None:
             print(result[key]["error"], flush=True)
         save()
 
-    attempt("training", lambda: training_rates(workdir, args.fetchers, args.rate_seconds))
-    stage = default_stage(workdir)
-    attempt("prediction", lambda: prediction_rates(stage, args.work, args.side, args.repeats))
-    rate = result["training"].get("loop_fp32", 5.0)  # a guess if the rates failed
-    interval = max(50, int(round(rate * args.train_seconds / CHECKPOINTS / 50)) * 50)
-    result["trained"] = train_for(workdir, args.train_seconds, interval)
+    if args.interval is None:
+        attempt("training", lambda: training_rates(workdir, args.fetchers, args.rate_seconds))
+        stage = default_stage(workdir)
+        attempt("prediction", lambda: prediction_rates(stage, args.work, args.side, args.repeats))
+        rate = result["training"].get("loop_fp32", 5.0)  # a guess if the rates failed
+        args.interval = max(50, int(round(rate * args.train_seconds / CHECKPOINTS / 50)) * 50)
+    result["trained"] = train_for(workdir, args.train_seconds, args.interval, args.fetchers)
     result["tars"] = pack(workdir, args.out)
     save()
-    t, p = result["training"], result["prediction"]
-    if "error" in t or "error" in p:
+    t, p = result.get("training", {}), result.get("prediction", {})
+    if not t or not p or "error" in t or "error" in p:
         return
     print(f"\n{result['device']}, torch {result['torch']}: bf16 / fp32 ratios (>1: bf16 faster)")
     print(
