@@ -112,10 +112,13 @@ def experiment(recipe: dict, iterations: int, interval: int, seed: int, test: Ro
     }
 
 
-def training_time(workdir: Path) -> tuple[float, int]:
-    """Seconds the training jobs spent iterating, and the iterations they made."""
+def training_time(workdir: Path, until: int) -> tuple[float, int]:
+    """Seconds the training jobs up to iteration ``until`` spent iterating (a kept work
+    directory may hold more), and the iterations they made."""
     seconds, iterations = 0.0, 0
-    for stats in sorted((workdir / "results/r/training_stats").glob("*.json")):
+    for stats in (workdir / "results/r/training_stats").glob("*.json"):
+        if int(stats.stem) > until:
+            continue
         its = arrays.read_json(stats)["iterations"]
         seconds += sum(i["seconds"] for i in its)
         iterations += len(its)
@@ -160,8 +163,9 @@ def learned(workdir: Path, cfg: dict) -> dict[str, Any]:
             "2",
             "--configfile",
             str(workdir / "config.yaml"),
-            "--rerun-triggers",  # a kept work directory is reused as it is
-            "mtime",
+            "--rerun-triggers",  # a kept work directory is reused as it is, but a
+            "mtime",  # shorter or longer run selects again among its own checkpoints
+            "input",
         ],
         capture_output=True,
         text=True,
@@ -182,7 +186,7 @@ def learned(workdir: Path, cfg: dict) -> dict[str, Any]:
     results = sweep(
         affs, f"{workdir}/gala.zarr/test/labels_test", workdir / "oracle", val_params(val)
     )
-    seconds, iterations = training_time(workdir)
+    seconds, iterations = training_time(workdir, cfg["runs"]["r"]["train_until"])
     stable = stable_of(val["datasets"]["val"]["results"])
     return {
         "stable": {**stable, "test": scores_at(results, stable["parameters"])},
