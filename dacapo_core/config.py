@@ -383,7 +383,7 @@ class TrainerConfig(Strict):
         description="bf16 autocast of the network's forward pass, in training and in "
         "the checkpoint's predictions (the loss stays float32). Faster on CPUs with bf16 "
         "matrix units (Intel AMX); on an H200 the default network's step was slower "
-        "(0.62x: its convolutions are too small to gain). README: 'Mixed precision'",
+        "(0.62x: its convolutions are too small to gain). README: training options",
     )
     num_data_fetchers: int = Field(
         1,
