@@ -45,6 +45,7 @@ from scipy import ndimage
 
 from dacapo_core import arrays, config, layout, train
 from dacapo_core.batches import BatchMaker, batches
+from dacapo_core.checkpoint import load_checkpoint, save_checkpoint
 from dacapo_core.predict import Predictor, predict_blockwise
 from dacapo_core.stages import TrainStage
 
@@ -128,9 +129,9 @@ def precision_checkpoints(stage: TrainStage, root: Path) -> dict[str, Path]:
     """A briefly trained checkpoint, as float32 and as bf16 (the same weights)."""
     fp32 = root / "fp32.pt"
     train.train(stage, 5, fp32)
-    state = torch.load(fp32, weights_only=False)
+    state = load_checkpoint(fp32)
     state["model_config"]["mixed_precision"] = True
-    torch.save(state, root / "bf16.pt")
+    save_checkpoint(root / "bf16.pt", state)
     return {"fp32": fp32, "bf16": root / "bf16.pt"}
 
 
@@ -196,8 +197,8 @@ def pack(workdir: Path, out: Path) -> list[str]:
     state: validation needs none) as tar files under TAR_BYTES each."""
     run = workdir / "results/r"
     for path in run.rglob("*.pt"):
-        state = torch.load(path, weights_only=False)
-        torch.save({k: v for k, v in state.items() if k != "optimizer"}, path)
+        state = load_checkpoint(path)
+        save_checkpoint(path, {k: v for k, v in state.items() if k != "optimizer"})
     groups: list[list[Path]] = [[]]
     for path in sorted(run.rglob("*.json")) + sorted(run.rglob("*.pt")):
         if sum(p.stat().st_size for p in groups[-1]) + path.stat().st_size > TAR_BYTES:
