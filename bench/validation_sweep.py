@@ -86,10 +86,26 @@ def resegment(affs: np.ndarray, gt: np.ndarray, thresholds: list[float]) -> floa
     return time.perf_counter() - t0
 
 
+def sweep_cost(tmp: str, gt: str, repeats: int) -> str:
+    """The scoring job with 20 thresholds against 1: medians of interleaved runs (one
+    run of under a second varies by a third on a shared machine)."""
+    grids = {1: [0.5], 20: [float(t) for t in np.linspace(0.05, 0.95, 20)]}
+    runs: dict[int, list[float]] = {k: [] for k in grids}
+    for _ in range(repeats):
+        for k, thresholds in grids.items():
+            runs[k].append(graph_sweep(tmp, gt, thresholds))
+    one, twenty = (float(np.median(runs[k])) for k in grids)
+    return (
+        f"scoring job, median of {repeats}: 20 thresholds {twenty:.2f} s, 1 threshold "
+        f"{one:.2f} s, ratio {twenty / one:.2f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shape", type=int, nargs=3, default=[128, 128, 128])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5, help="of the K = 1 / K = 20 ratio")
     args = parser.parse_args()
     affs, labels = volume(tuple(args.shape))
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,6 +123,7 @@ def main() -> None:
                 f"{k:2d} | {once:15.2f} | {each:16.2f} | {once + each:10.2f} | "
                 f"{theirs:15.2f} | {theirs / (once + each):7.2f}x"
             )
+        print(sweep_cost(tmp, gt, args.repeats))
 
 
 if __name__ == "__main__":

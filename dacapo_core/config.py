@@ -69,7 +69,7 @@ class ConfigError(UserError):
 class Strict(BaseModel):
     """Unknown keys are errors, not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class DatasetConfig(Strict):
