@@ -38,7 +38,8 @@ from scipy import ndimage
 
 from dacapo_core.config import FragmentOptions
 from dacapo_core.demo import cells, membranes
-from dacapo_core.segment import Graph, fragments, merge_history, shard
+from dacapo_core.segment import Graph, merge_history, shard
+from dacapo_core.segment.fragments import fragments
 from dacapo_core.segment.hierarchy import leaf_graphs
 from dacapo_core.segment.octree import Octree, agglomerate_chunk, label_chunk
 from dacapo_core.stages import AgglomerateStage

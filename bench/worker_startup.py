@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-WORKER = "import daisy._subprocess_worker, dacapo_core.segment.blockwise"
+WORKER = "import daisy._subprocess_worker, dacapo_core.segment.workers"
 CASES = {
     "python -c pass": "pass",
     "daisy's worker entry point": "import daisy._subprocess_worker",

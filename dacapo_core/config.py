@@ -33,7 +33,9 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from . import tta
-from .errors import UserError
+from .errors import ConfigError
+from .segment.fragments import FragmentOptions
+from .strict import Strict
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -60,16 +62,6 @@ CLASS_CRITERIA: dict[str, str] = {
 
 #: every criterion's direction
 DIRECTIONS: dict[str, str] = {**CRITERIA, **CLASS_CRITERIA}
-
-
-class ConfigError(UserError):
-    """A user mistake in the config or its data: one line naming the culprit."""
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class DatasetConfig(Strict):
@@ -402,31 +394,6 @@ class TrainerConfig(Strict):
         if self.decay == "linear":
             return 1.0 - progress
         return 1.0
-
-
-class FragmentOptions(Strict):
-    """How affinities become fragments, the nodes of the region graph."""
-
-    method: Literal["seeded", "waterz"] = Field(
-        "seeded",
-        description="seeded: watershed from maxima of the distance to boundaries; "
-        "waterz: waterz's affinity watershed (3D networks only, many small fragments)",
-    )
-    threshold: float = Field(
-        0.5, gt=0, lt=1, description="seeded: voxels with mean nearest-neighbour affinity above"
-    )
-    seed_distance: int = Field(3, ge=1, description="seeded: minimal seed spacing (voxels)")
-    context: int = Field(
-        16,
-        ge=0,
-        description="voxels read around each block: seeds near a block face then match a "
-        "whole-volume run where objects are thinner than twice this",
-    )
-    long_range: bool = Field(
-        False,
-        description="the region graph also gets edges of the long-range affinities (what "
-        "mutex watershed repels with); on by itself where the post-processor has biases",
-    )
 
 
 class WatershedConfig(Strict):

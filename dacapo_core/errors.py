@@ -1,4 +1,4 @@
-"""The one exception type that separates a user's mistake from a bug.
+"""The exception types that separate a user's mistake from a bug.
 
 A UserError is something the user can fix (a config key, a file, a ROI): its
 message is one line naming it, and the CLI prints it without a traceback. Any
@@ -11,3 +11,7 @@ from __future__ import annotations
 class UserError(Exception):
     """A user mistake: one line naming the key, file or block; the CLI prints it
     without a traceback."""
+
+
+class ConfigError(UserError):
+    """A user mistake in the config or its data: one line naming the culprit."""

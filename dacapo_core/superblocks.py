@@ -16,13 +16,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from funlib.geometry import Coordinate, Roi
 
 from . import arrays
-from .config import ApplyConfig
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .config import ApplyConfig
 
 Index = tuple[int, ...]
 

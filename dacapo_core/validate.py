@@ -22,8 +22,9 @@ from . import arrays
 from .config import CRITERIA
 from .evaluate import Overlap
 from .sections import per_section
-from .segment import Graph, MergeHistory, fragment_dims, load_graph, merge_history, relabel
+from .segment import Graph, MergeHistory, fragment_dims, load_graph, merge_history
 from .segment.mutex import mutex_lookup
+from .segment.relabel import relabel
 from .stages import ScoreStage
 
 #: a merge history per (merge function, minimal fragment size)

@@ -5,7 +5,7 @@ import pytest
 from skimage.metrics import adapted_rand_error, variation_of_information
 
 from dacapo_core.evaluate import Overlap, evaluate
-from dacapo_core.segment import relabel
+from dacapo_core.segment.relabel import relabel
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ from scipy.sparse.csgraph import connected_components
 
 from dacapo_core.config import FragmentOptions, WatershedConfig
 from dacapo_core.demo import cells, membranes
-from dacapo_core.segment import Graph, fragments, merge_history, shard
+from dacapo_core.segment import Graph, merge_history, shard
 from dacapo_core.segment.agglomerate import MergeHistory, agglomerate
+from dacapo_core.segment.fragments import fragments
 from dacapo_core.segment.hierarchy import (
     hierarchical_history,
     leaf_graphs,

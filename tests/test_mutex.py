@@ -23,11 +23,11 @@ from dacapo_core.segment import (
     fragments_blockwise,
     load_graph,
     merge_history,
-    relabel,
     segment_fragments,
 )
 from dacapo_core.segment.graph import BINS, LongRange, long_range_context, long_range_edges
 from dacapo_core.segment.mutex import mutex_lookup
+from dacapo_core.segment.relabel import relabel
 from dacapo_core.select import apply_choice, apply_inputs, load_scores, select_best
 from dacapo_core.stages import ChoiceStage, MutexStage, segment_stage
 

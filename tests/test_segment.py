@@ -18,15 +18,14 @@ from dacapo_core.evaluate import evaluate
 from dacapo_core.segment import (
     Graph,
     edges,
-    fragments,
     fragments_blockwise,
     load_graph,
     merge_history,
-    relabel,
     segment_blockwise,
 )
-from dacapo_core.segment.fragments import _distance
+from dacapo_core.segment.fragments import _distance, fragments
 from dacapo_core.segment.graph import unique_pairs
+from dacapo_core.segment.relabel import relabel
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,9 @@ import zarr
 from conftest import REPO, TINY, copy_workdir, planned_jobs, ran_rules, snakemake, write_config
 
 from dacapo_core import arrays, layout
-from dacapo_core.segment import load_graph, relabel
+from dacapo_core.segment import load_graph
 from dacapo_core.segment.mutex import mutex_lookup
+from dacapo_core.segment.relabel import relabel
 
 pytestmark = pytest.mark.slow
 

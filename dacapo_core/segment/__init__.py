@@ -1,8 +1,8 @@
 """Seamless blockwise watershed: fragments, a region graph, one global agglomeration.
 
 Each stage is a module of plain array code (``fragments``, ``graph``,
-``agglomerate``, ``relabel``) on in-memory volumes; ``blockwise`` runs them over
-daisy blocks of zarr arrays.
+``agglomerate``, ``relabel``) on in-memory volumes; ``workers`` apply them to daisy
+blocks of zarr arrays, and ``blockwise`` runs the workers as jobs.
 
 1. ``FragmentWorker``: watershed fragments per block (seeded, or waterz's), with
    context, ids unique across blocks.
@@ -31,47 +31,38 @@ Affinities that connect only the trailing axes (a 2D network's prediction of a
 segment lies in one section, as the per-section labels it was trained on.
 """
 
-from . import shard
-from .agglomerate import MergeHistory, agglomerate, merge_history, scoring
-from .blockwise import (
-    EdgeWorker,
-    FragmentWorker,
-    GraphWorker,
-    RelabelWorker,
-    fragment_dims,
-    fragment_prediction,
-    fragments_blockwise,
-    load_graph,
-    relabel_part,
-    segment_blockwise,
-    segment_fragments,
-)
-from .fragments import fragments
-from .graph import BINS, Graph, edges
-from .hierarchy import hierarchical_history
-from .relabel import relabel
+import importlib
+from typing import Any
 
-__all__ = [
-    "BINS",
-    "EdgeWorker",
-    "FragmentWorker",
-    "Graph",
-    "GraphWorker",
-    "MergeHistory",
-    "RelabelWorker",
-    "agglomerate",
-    "segment_fragments",
-    "edges",
-    "fragment_prediction",
-    "fragment_dims",
-    "fragments",
-    "fragments_blockwise",
-    "hierarchical_history",
-    "load_graph",
-    "merge_history",
-    "relabel",
-    "relabel_part",
-    "scoring",
-    "segment_blockwise",
-    "shard",
-]
+#: exported name -> its module, loaded on first use, so that a block worker process
+#: imports only the modules its class needs (its start-up, issue 19). Functions named
+#: as their module (``fragments``, ``relabel``, ``agglomerate``) are imported from it.
+_EXPORTS = {
+    "shard": "shard",
+    **dict.fromkeys(["MergeHistory", "merge_history", "scoring"], "agglomerate"),
+    **dict.fromkeys(["EdgeWorker", "FragmentWorker", "GraphWorker", "RelabelWorker"], "workers"),
+    **dict.fromkeys(
+        [
+            "fragment_dims",
+            "fragment_prediction",
+            "fragments_blockwise",
+            "load_graph",
+            "relabel_part",
+            "segment_blockwise",
+            "segment_fragments",
+        ],
+        "blockwise",
+    ),
+    "FragmentOptions": "fragments",
+    **dict.fromkeys(["BINS", "Graph", "edges"], "graph"),
+    "hierarchical_history": "hierarchy",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+    return module if name == _EXPORTS[name] else getattr(module, name)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from .graph import BINS, Graph
 
 

@@ -1,139 +1,31 @@
-"""The daisy drivers of the stages: workers per block, and the blockwise jobs."""
+"""The blockwise jobs of the stages: each runs its worker (``workers``) over the blocks
+of a part of the volume, resumably, and stores what the blocks made."""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import daisy
 import numpy as np
 import zarr
 from funlib.geometry import Coordinate, Roi
 
-from .. import arrays, blockwise, codec
-from ..config import FragmentOptions, block_shape_or_default
+from .. import arrays, blockwise
+from ..config import block_shape_or_default
 from ..geometry import lift
 from ..stages import AgglomerateStage, MutexStage, SegmentStage
 from ..superblocks import Superblocks
 from . import shard
-from .fragments import fragments
-from .graph import Graph, LongRange, edges, long_range_context, long_range_edges
+from .fragments import FragmentOptions
+from .graph import Graph
 from .mutex import mutex_lookup
 from .octree import Octree, agglomerate_chunk, label_chunk, save_labels
-from .relabel import relabel
+from .workers import EdgeWorker, FragmentWorker, GraphWorker, RelabelWorker, blocks_dir
 
 if TYPE_CHECKING:
     from funlib.persistence import Array
-
-
-@dataclass
-class GraphWorker(blockwise.BlockWorker):
-    """Shared geometry of the fragment and edge stages."""
-
-    affs: str
-    frags: str
-    graph_dir: str
-    plan: Superblocks
-    block: Coordinate
-    options: FragmentOptions
-
-    def setup(self) -> None:
-        self.affs_array = arrays.open_zarr(self.affs)
-        self.frags_array = arrays.open_zarr(self.frags, mode="r+")
-        self.dims = arrays.affinity_dims(self.affs)
-
-    def index(self, block: daisy.Block) -> tuple[int, ...]:
-        return tuple((block.write_roi.begin - self.plan.roi.begin) / self.block)
-
-
-class FragmentWorker(GraphWorker):
-    """Fragments of a block, computed with context and cropped.
-
-    With context, the seeds and watershed basins near a block face are the ones
-    a whole-volume run would find, so objects are not chopped into slivers there.
-    """
-
-    def process(self, block: daisy.Block) -> None:
-        vs = self.affs_array.voxel_size
-        context = vs * lift([self.options.context] * self.dims, vs.dims, fill=0)
-        read = block.write_roi.grow(context, context).intersect(self.affs_array.roi)
-        affs = codec.read_affinities(self.affs_array, self.affs, read)
-        local = fragments(affs, self.options, self.dims)
-        crop = local[((block.write_roi - read.offset) / vs).to_slices()]
-        ids, inverse = np.unique(crop, return_inverse=True)
-        # local representative index -> index in the whole affinity volume
-        coords = np.unravel_index(np.maximum(ids.astype(np.int64) - 1, 0), local.shape)
-        shift = (read.offset - self.affs_array.roi.offset) / vs
-        coords = tuple(c + o for c, o in zip(coords, shift, strict=True))
-        volume = tuple(self.affs_array.roi.shape / vs)
-        global_ids = np.ravel_multi_index(coords, volume).astype(np.uint64) + 1
-        global_ids[ids == 0] = 0
-        self.frags_array[block.write_roi] = global_ids[inverse].reshape(crop.shape)
-
-
-class EdgeWorker(GraphWorker):
-    """Edges of a block's voxels with those behind them (nearest neighbours; with
-    ``long_range``, also the pairs of the long-range offsets, read with their context)."""
-
-    def setup(self) -> None:
-        super().setup()
-        self.offsets = arrays.long_range_offsets(self.affs) if self.options.long_range else []
-
-    def process(self, block: daisy.Block) -> None:
-        vs = self.frags_array.voxel_size
-        read = block.write_roi.grow(vs, Coordinate((0,) * vs.dims))
-        frags = arrays.read(self.frags_array, read)
-        affs = codec.read_affinities(self.affs_array, self.affs, read)
-        pairs, stats = edges(frags, affs, self.dims)
-        inner = (slice(1, None),) * frags.ndim
-        nodes, sizes = np.unique(frags[inner], return_counts=True)
-        inside = nodes > 0
-        superblock = self.plan.name(self.plan.index_of(block.write_roi.begin))
-        rows = blocks_dir(self.graph_dir, superblock)
-        rows.mkdir(parents=True, exist_ok=True)
-        name = rows / ("_".join(map(str, self.index(block))) + ".npz")
-        long_range = self.long_range(block, affs[(slice(self.dims, None), *inner)])
-        Graph(nodes[inside], sizes[inside], pairs, stats, long_range=long_range).save_block(name)
-
-    def long_range(self, block: daisy.Block, affs: np.ndarray) -> LongRange | None:
-        """The block's long-range edges (``affs``: its long-range channels), if wanted."""
-        if not self.offsets:
-            return None
-        vs = self.frags_array.voxel_size
-        behind, ahead = long_range_context(self.offsets)
-        read = block.write_roi.grow(vs * Coordinate(behind), vs * Coordinate(ahead))
-        frags = arrays.read(self.frags_array, read)
-        return long_range_edges(frags, affs, self.offsets, behind)
-
-
-@dataclass
-class RelabelWorker(blockwise.BlockWorker):
-    """Fragments -> segments, each block through the lookup table of its superblock
-    (the fragments occurring in it; tables are read as blocks need them)."""
-
-    frags: str
-    out: str
-    plan: Superblocks
-    tables: Octree
-
-    def setup(self) -> None:
-        self.frags_array = arrays.open_zarr(self.frags)
-        self.out_array = arrays.open_zarr(self.out, mode="r+")
-        self.table: tuple[tuple[int, ...], np.ndarray, np.ndarray] | None = None
-
-    def lookup(self, index: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        if self.table is None or self.table[0] != index:
-            table = np.load(self.tables.labels(0, index))
-            self.table = (index, table["nodes"], table["segments"])
-        return self.table[1], self.table[2]
-
-    def process(self, block: daisy.Block) -> None:
-        data = arrays.read(self.frags_array, block.write_roi)
-        table = self.lookup(self.plan.index_of(block.write_roi.begin))
-        self.out_array[block.write_roi] = relabel(data, *table)
 
 
 def _grid(
@@ -150,12 +42,6 @@ def _grid(
 def rows_dir(graph_dir: str | Path) -> Path:
     """The region graph's leaf shards, one per superblock (``rows/{z}_{y}_{x}.sqlite``)."""
     return Path(graph_dir) / "rows"
-
-
-def blocks_dir(graph_dir: str | Path, name: str) -> Path:
-    """Where the edge stage's blocks of superblock ``name`` write their rows: its job's
-    resumable scratch, removed once the job has stored them as the superblock's shard."""
-    return Path(graph_dir) / "blocks" / name
 
 
 def load_graph(graph_dir: str | Path) -> Graph:
@@ -217,13 +103,17 @@ def _graph_worker(
     """A fragment or edge worker with the geometry and options ``prepare_fragments``
     recorded in the fragments array."""
     attrs = zarr.open(str(frags_path), mode="r").attrs
+    options = FragmentOptions.model_validate(attrs["fragments"])
+    vs = Coordinate(attrs["voxel_size"])
+    context = lift([options.context] * attrs["affinity_dims"], vs.dims, fill=0) * vs
     return cls(
         affs_path,
         frags_path,
         str(graph_dir),
         fragments_plan(frags_path),
         Coordinate(attrs["block"]),
-        FragmentOptions.model_validate(attrs["fragments"]),
+        options,
+        context,
     )
 
 

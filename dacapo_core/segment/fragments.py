@@ -7,9 +7,37 @@ whole-volume run.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Literal
 
-from ..config import FragmentOptions
+import numpy as np
+from pydantic import Field
+
+from ..strict import Strict
+
+
+class FragmentOptions(Strict):
+    """How affinities become fragments, the nodes of the region graph."""
+
+    method: Literal["seeded", "waterz"] = Field(
+        "seeded",
+        description="seeded: watershed from maxima of the distance to boundaries; "
+        "waterz: waterz's affinity watershed (3D networks only, many small fragments)",
+    )
+    threshold: float = Field(
+        0.5, gt=0, lt=1, description="seeded: voxels with mean nearest-neighbour affinity above"
+    )
+    seed_distance: int = Field(3, ge=1, description="seeded: minimal seed spacing (voxels)")
+    context: int = Field(
+        16,
+        ge=0,
+        description="voxels read around each block: seeds near a block face then match a "
+        "whole-volume run where objects are thinner than twice this",
+    )
+    long_range: bool = Field(
+        False,
+        description="the region graph also gets edges of the long-range affinities (what "
+        "mutex watershed repels with); on by itself where the post-processor has biases",
+    )
 
 
 def fragments(

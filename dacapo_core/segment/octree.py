@@ -24,15 +24,18 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from funlib.geometry import Coordinate, Roi
 
-from ..stages import AgglomerateStage
 from ..superblocks import Superblocks
 from . import shard
 from .graph import Graph
 from .hierarchy import Chunk, ChunkResult, chunk_labels, chunk_step, neighbours, parent
+
+if TYPE_CHECKING:
+    from ..stages import AgglomerateStage
 
 
 @dataclass(frozen=True)
