@@ -23,8 +23,9 @@ from dacapo_core.segment import (
     merge_history,
     segment_blockwise,
 )
+from dacapo_core.segment.agglomerate import scoring
 from dacapo_core.segment.fragments import _distance, fragments
-from dacapo_core.segment.graph import unique_pairs
+from dacapo_core.segment.graph import BINS, unique_pairs
 from dacapo_core.segment.relabel import relabel
 
 
@@ -255,3 +256,13 @@ def test_distance_to_boundaries_is_scipys_bit_for_bit():
     masks += [np.ones((9, 9, 9), bool), np.zeros((4, 5, 6), bool)]
     for inside in masks:
         assert np.array_equal(_distance(inside), ndimage.distance_transform_edt(inside))
+
+
+@pytest.mark.parametrize("percent", [29, 50, 57, 75])
+def test_quantile_scores_rank_the_affinities_as_waterz(percent):
+    """hist_quant_Q scores an edge at bin of its affinity ranked Q * n // 100 + 1 (1-based):
+    with 100 affinities, Q in bin 0 and the rest in bin 5, rank Q + 1 lies in bin 5 (the
+    29th, 57th and 58th percentiles were once the 28th, 56th and 57th: 0.29 * 100 < 29)."""
+    row = np.zeros((1, 2 + BINS))
+    row[0, 2], row[0, 2 + 5] = percent, 100 - percent
+    assert scoring(f"hist_quant_{percent}")(row)[0] == 1.0 - 5.5 / BINS

@@ -46,23 +46,24 @@ class MergeHistory:
         return self.nodes, self.nodes[parent].astype(np.uint64)
 
 
-def scoring(merge_function: str) -> Callable[[np.ndarray], float]:
-    """Merge score (lower merges first) of a statistics row: ``1 - affinity``.
+def scoring(merge_function: str) -> Callable[[np.ndarray], np.ndarray]:
+    """Merge scores (lower merges first) of statistics rows ``(n, 2 + BINS)``, one per
+    row: ``1 - affinity``. Rows are scored together: numpy's cost is per call.
 
     ``mean``: the mean affinity across the boundary; ``hist_quant_Q``: its Q-th
     percentile, from the histogram (as waterz's HistogramQuantileAffinity).
     """
     if merge_function == "mean":
-        return lambda row: 1.0 - row[0] / row[1]
+        return lambda rows: 1.0 - rows[:, 0] / rows[:, 1]
     match = re.fullmatch(r"hist_quant_(\d+)", merge_function)
     if not match or not 0 < int(match.group(1)) < 100:
         raise ConfigError(f"unknown merge function '{merge_function}'")
-    q = int(match.group(1)) / 100
+    percent = int(match.group(1))
 
-    def quantile(row: np.ndarray) -> float:
-        hist = row[2:]
-        pivot = int(q * 100) * int(hist.sum()) // 100 + 1  # 1-based rank, as waterz
-        rank = np.searchsorted(np.cumsum(hist), pivot)
+    def quantile(rows: np.ndarray) -> np.ndarray:
+        hist = rows[:, 2:]
+        pivot = percent * hist.sum(axis=1).astype(np.int64) // 100 + 1  # 1-based, as waterz
+        rank = np.count_nonzero(np.cumsum(hist, axis=1) < pivot[:, None], axis=1)
         return 1.0 - (rank + 0.5) / BINS
 
     return quantile
@@ -89,10 +90,11 @@ class _Regions:
     residuals and segment ids use names, which do not depend on the chunking.
     """
 
-    base: Callable[[np.ndarray], float]
+    base: Callable[[np.ndarray], np.ndarray]
     min_size: int
     size: dict[int, int]
-    adjacency: dict[int, dict[int, tuple[np.ndarray, Ident]]]
+    #: region -> neighbour -> (statistics row, identity, its base score as a float)
+    adjacency: dict[int, dict[int, tuple[np.ndarray, Ident, float]]]
     frozen: set[int]
     name: dict[int, int] = field(default_factory=dict)
     done: set[int] = field(default_factory=set)
@@ -100,9 +102,9 @@ class _Regions:
 
     def entry(self, u: int, v: int) -> tuple[float, Ident, int, int]:
         """The heap entry of edge (u, v): its score, identity and regions."""
-        row, ident = self.adjacency[u][v]
+        _, ident, base = self.adjacency[u][v]
         small = min(self.size[u], self.size[v]) < self.min_size
-        return (self.base(row) - (1.0 if small else 0.0), ident, u, v)
+        return (base - (1.0 if small else 0.0), ident, u, v)
 
     def merge(self, u: int, v: int, score: float) -> list[tuple[float, Ident, int, int]]:
         """Merge the region of fewer edges into the other; the entries of changed edges."""
@@ -113,14 +115,20 @@ class _Regions:
         was_small = self.size[v] < self.min_size
         self.size[v] += self.size.pop(u)
         changed = set(adjacency[u]) - {v}
-        for n, (row, ident) in adjacency.pop(u).items():
+        joined = []  # v's neighbours that were u's too: their rows add up
+        for n, (row, ident, base) in adjacency.pop(u).items():
             if n == v:
                 continue
             del adjacency[n][u]
             joint = adjacency[v].get(n)
             if joint is not None:
                 row, ident = joint[0] + row, max(joint[1], ident)
-            adjacency[v][n] = adjacency[n][v] = (row, ident)
+                joined.append(n)
+            adjacency[v][n] = adjacency[n][v] = (row, ident, base)
+        if joined:
+            rows = np.stack([adjacency[v][n][0] for n in joined])
+            for n, row, base in zip(joined, rows, self.base(rows).tolist(), strict=True):
+                adjacency[v][n] = adjacency[n][v] = (row, adjacency[v][n][1], base)
         if was_small and self.size[v] >= self.min_size:  # all of v's edges lose priority
             changed = set(adjacency[v])
         names = sorted((self.name.pop(u, u), self.name.get(v, v)))
@@ -176,8 +184,9 @@ def agglomerate(
         {int(n) for n in frozen},
     )
     pairs, idents = graph.edges.tolist(), graph.identities().tolist()
-    for (u, v), ident, row in zip(pairs, idents, graph.stats, strict=True):
-        regions.adjacency[u][v] = regions.adjacency[v][u] = (row.copy(), tuple(ident))
+    bases = regions.base(graph.stats.reshape(-1, 2 + BINS)).tolist()
+    for (u, v), ident, row, base in zip(pairs, idents, graph.stats, bases, strict=True):
+        regions.adjacency[u][v] = regions.adjacency[v][u] = (row.copy(), tuple(ident), base)
     regions.run(below)
     merged, into, scores = zip(*regions.merges, strict=True) if regions.merges else ((), (), ())
     return (
@@ -200,8 +209,8 @@ def _residual(regions: _Regions) -> Graph:
         name,
         np.array([regions.size[k] for k in keys], np.int64),
         np.sort(name[named], axis=1),
-        np.array([row for row, _ in edges], np.float64).reshape(-1, 2 + BINS),
-        np.array([ident for _, ident in edges], np.uint64).reshape(-1, 2),
+        np.array([row for row, _, _ in edges], np.float64).reshape(-1, 2 + BINS),
+        np.array([ident for _, ident, _ in edges], np.uint64).reshape(-1, 2),
     )
     return Graph.combine([unsorted])  # nodes and edges in order
 
