@@ -14,14 +14,18 @@ sparsely labelled large crop whose sample misses its labels passes.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import zarr
 from funlib.geometry import Coordinate, Roi
-from funlib.persistence import Array
 
 from . import arrays, pretrained
 from .config import ApplyConfig, ClassTask, ConfigError, ExperimentConfig
 from .geometry import INPUT_CHANNELS, ShapeError, eval_input_shape, lift, output_shape
+
+if TYPE_CHECKING:
+    from funlib.persistence import Array
 
 #: raw volumes up to this many voxels are scanned whole for NaNs
 NAN_SCAN_LIMIT = 2**28

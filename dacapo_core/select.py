@@ -9,19 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 from . import layout
 from .arrays import DataError, read_json
 from .config import CLASS_CRITERIA, CRITERIA
 from .stages import ChoiceStage
 
+if TYPE_CHECKING:
+    import xarray as xr
+
 
 def load_scores(score_files: Iterable[str | Path]) -> xr.DataArray:
     """All scores of a run: (iteration, parameters, dataset, criterion)."""
+    import xarray as xr  # here: its imports (pandas) cost every Snakemake parse 0.3 s
+
     docs = sorted((read_json(p) for p in score_files), key=lambda d: d["iteration"])
     if not docs:
         raise DataError("no validation scores to select from")
