@@ -56,6 +56,7 @@ def blockwise(code: Path, affs: str, out: str, block: int, workers: int) -> tupl
 
 
 def waterz_seconds(affs: np.ndarray) -> float:
+    """Seconds of whole-volume waterz at threshold 0.5: the limit of the ratios."""
     start = time.perf_counter()
     next(iter(waterz.agglomerate(affs, [0.5])))
     return time.perf_counter() - start
@@ -71,7 +72,8 @@ def main() -> None:
     args = parser.parse_args()
     codes = {"after": REPO, **({"before": args.before.resolve()} if args.before else {})}
     with tempfile.TemporaryDirectory() as tmp:
-        affs = make_affinities(f"{tmp}/s.zarr/affs", args.size)
+        affs_path = f"{tmp}/s.zarr/affs"
+        affs = make_affinities(affs_path, args.size)
         limit = statistics.median(waterz_seconds(affs) for _ in range(args.repeats))
         print(f"{args.size}^3, threshold 0.5; whole-volume waterz: {limit:.1f} s")
         for block in args.blocks:
@@ -80,7 +82,6 @@ def main() -> None:
                 for i in range(args.repeats):
                     for name, code in codes.items():
                         out = f"{tmp}/s.zarr/{name}_{block}_{workers}_{i}"
-                        affs_path = f"{tmp}/s.zarr/affs"
                         runs[name].append(blockwise(code, affs_path, out, block, workers))
                 for name, results in runs.items():
                     seconds = statistics.median(s for s, _ in results)

@@ -115,20 +115,20 @@ class _Regions:
         was_small = self.size[v] < self.min_size
         self.size[v] += self.size.pop(u)
         changed = set(adjacency[u]) - {v}
-        joined = []  # v's neighbours that were u's too: their rows add up
+        joined = []  # neighbours of both: their rows add up, scored together below
         for n, (row, ident, base) in adjacency.pop(u).items():
             if n == v:
                 continue
             del adjacency[n][u]
             joint = adjacency[v].get(n)
-            if joint is not None:
-                row, ident = joint[0] + row, max(joint[1], ident)
-                joined.append(n)
-            adjacency[v][n] = adjacency[n][v] = (row, ident, base)
+            if joint is None:
+                adjacency[v][n] = adjacency[n][v] = (row, ident, base)
+            else:
+                joined.append((n, joint[0] + row, max(joint[1], ident)))
         if joined:
-            rows = np.stack([adjacency[v][n][0] for n in joined])
-            for n, row, base in zip(joined, rows, self.base(rows).tolist(), strict=True):
-                adjacency[v][n] = adjacency[n][v] = (row, adjacency[v][n][1], base)
+            bases = self.base(np.stack([row for _, row, _ in joined])).tolist()
+            for (n, row, ident), base in zip(joined, bases, strict=True):
+                adjacency[v][n] = adjacency[n][v] = (row, ident, base)
         if was_small and self.size[v] >= self.min_size:  # all of v's edges lose priority
             changed = set(adjacency[v])
         names = sorted((self.name.pop(u, u), self.name.get(v, v)))

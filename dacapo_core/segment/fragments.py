@@ -1,4 +1,5 @@
-"""Stage 1: watershed fragments of affinities, the nodes of the region graph.
+"""Stage 1: watershed fragments of affinities, the nodes of the region graph, and the
+options that say how (``FragmentOptions``, part of the config schema).
 
 In-memory arrays only (no zarr, no daisy): a fragment's id is a function of
 where its seed lies, so blocks computed apart give the same ids as one

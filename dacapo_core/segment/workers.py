@@ -38,7 +38,8 @@ class GraphWorker(blockwise.BlockWorker):
     plan: Superblocks
     block: Coordinate
     options: FragmentOptions
-    #: what the fragment stage reads around a block (world units)
+    #: what the fragment stage reads around a block (world units), from the options by
+    #: the job (``geometry.lift``: geometry imports the config, which workers do not)
     context: Coordinate
 
     def setup(self) -> None:
