@@ -16,6 +16,12 @@ benchmark of ``bench/defaults_learn.py`` (gala example, default recipe, seed 1):
    chunks of an interval chosen for about six checkpoints, written as a
    ``defaults_learn.py`` work directory would hold them.
 
+``--seeds 1 2 3 --until 5000 --interval 2500`` instead trains the default recipe to
+iteration ``--until`` once per seed in float32 and once in bf16 (bf16 could become
+the default only if validation VOI over three repetitions showed no loss),
+each run in its own work directory (``fp32_s1``, ``bf16_s1``, ...), packed as
+soon as a seed's pair is done.
+
 DIR receives ``gpu_check.json`` (the figures) and the checkpoints (weights only) as
 tar files. Back on the workstation, ``gpu_check.py --unpack --out DIR --work WORKDIR``
 makes WORKDIR a ``defaults_learn.py`` work directory holding them and prints the
@@ -57,11 +63,11 @@ CHECKPOINTS = 6  # about this many in the budget: each is validated on the CPU l
 TAR_BYTES = 15 * 2**20  # files that come back from the device machine: at most 16 MiB
 
 
-def default_stage(workdir: Path, **trainer: Any) -> TrainStage:
+def default_stage(workdir: Path, seed: int = SEED, **trainer: Any) -> TrainStage:
     """The default recipe's training on the gala data in ``workdir`` (the current
     directory, as for the workflow's jobs), with ``trainer`` keys changed."""
     rois = import_gala(workdir)
-    experiment_config = config.parse(experiment({}, 1000, 100, SEED, rois["test"]))
+    experiment_config = config.parse(experiment({}, 1000, 100, seed, rois["test"]))
     stage = TrainStage.of(experiment_config.resolved_runs()["r"], experiment_config.datasets)
     return stage.model_copy(update={"trainer": stage.trainer.model_copy(update=trainer)})
 
@@ -166,11 +172,20 @@ def prediction_rates(stage: TrainStage, root: Path, side: int, repeats: int) -> 
     return seconds
 
 
-def train_for(workdir: Path, seconds: float, interval: int, fetchers: int) -> dict[str, Any]:
-    """The default recipe trained in chunks of ``interval`` iterations, as the
-    workflow's train jobs would (``fetchers`` making batches ahead: the data, not the
-    GPU, limits it), until the next chunk would pass ``seconds``."""
-    stage = default_stage(workdir, num_data_fetchers=fetchers)
+def train_for(
+    workdir: Path,
+    interval: int,
+    fetchers: int,
+    seconds: float = float("inf"),
+    until: int | None = None,
+    seed: int = SEED,
+    **trainer: Any,
+) -> dict[str, Any]:
+    """The default recipe (``trainer`` keys changed) trained in chunks of ``interval``
+    iterations, as the workflow's train jobs would (``fetchers`` making batches ahead:
+    the data, not the GPU, limits it), until the next chunk would pass ``seconds`` or
+    iteration ``until`` is reached."""
+    stage = default_stage(workdir, seed, num_data_fetchers=fetchers, **trainer)
     start, it, previous = time.perf_counter(), 0, None
     while True:
         chunk_start = time.perf_counter()
@@ -187,41 +202,65 @@ def train_for(workdir: Path, seconds: float, interval: int, fetchers: int) -> di
         )
         it, previous = it + interval, checkpoint
         elapsed = time.perf_counter() - start
-        print(f"trained to {it} in {elapsed:.0f} s", flush=True)
-        if elapsed + (time.perf_counter() - chunk_start) > seconds:
+        print(f"{workdir.name}: trained to {it} in {elapsed:.0f} s", flush=True)
+        late = elapsed + (time.perf_counter() - chunk_start) > seconds
+        if late or (until is not None and it >= until):
             return {"iterations": it, "interval": interval, "seconds": elapsed}
 
 
-def pack(workdir: Path, out: Path) -> list[str]:
-    """The run's training statistics and its checkpoints' weights (no optimizer
-    state: validation needs none) as tar files under TAR_BYTES each."""
-    run = workdir / "results/r"
-    for path in run.rglob("*.pt"):
-        state = load_checkpoint(path)
-        save_checkpoint(path, {k: v for k, v in state.items() if k != "optimizer"})
-    groups: list[list[Path]] = [[]]
-    for path in sorted(run.rglob("*.json")) + sorted(run.rglob("*.pt")):
-        if sum(p.stat().st_size for p in groups[-1]) + path.stat().st_size > TAR_BYTES:
+def pack(workdirs: list[Path], out: Path, prefix: str = "gpu_run") -> list[str]:
+    """The runs' training statistics and their checkpoints' weights (no optimizer
+    state: validation needs none) as tar files under TAR_BYTES each, each file under
+    the name its work directory gives it, or under that directory's name when there
+    are several."""
+    files: list[tuple[Path, str]] = []
+    for workdir in workdirs:
+        run = workdir / "results/r"
+        for path in run.rglob("*.pt"):
+            state = load_checkpoint(path)
+            save_checkpoint(path, {k: v for k, v in state.items() if k != "optimizer"})
+        base = workdir if len(workdirs) == 1 else workdir.parent
+        files += [
+            (path, str(path.relative_to(base)))
+            for path in sorted(run.rglob("*.json")) + sorted(run.rglob("*.pt"))
+        ]
+    groups: list[list[tuple[Path, str]]] = [[]]
+    for path, arcname in files:
+        if sum(p.stat().st_size for p, _ in groups[-1]) + path.stat().st_size > TAR_BYTES:
             groups.append([])
-        groups[-1].append(path)
-    names = [f"gpu_run_{i}.tar" for i in range(len(groups))]
+        groups[-1].append((path, arcname))
+    names = [f"{prefix}_{i}.tar" for i in range(len(groups))]
     for name, group in zip(names, groups, strict=True):
         with tarfile.open(out / name, "w") as tar:
-            for path in group:
-                tar.add(path, arcname=str(path.relative_to(workdir)))
+            for path, arcname in group:
+                tar.add(path, arcname=arcname)
     return names
 
 
-def unpack(out: Path, workdir: Path) -> None:
-    """On the workstation: the gala data imported into ``workdir``, the checkpoints of
-    ``out``'s tar files unpacked there, newer than the data and each newer than the
-    one before (as the workflow's train jobs leave them), and the command that
-    validates, selects and tests them."""
+def precision_pair(
+    root: Path, out: Path, seed: int, until: int, interval: int, fetchers: int
+) -> dict[str, Any]:
+    """The default recipe trained to ``until`` with ``seed`` in float32 and in bf16,
+    in work directories ``fp32_s<seed>`` and ``bf16_s<seed>`` under ``root``, then
+    packed together as ``gpu_s<seed>_<i>.tar`` in ``out``."""
+    runs: dict[str, Any] = {}
+    for name, mixed in (("fp32", False), ("bf16", True)):
+        workdir = root / f"{name}_s{seed}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        os.chdir(workdir)
+        runs[workdir.name] = train_for(
+            workdir, interval, fetchers, until=until, seed=seed, mixed_precision=mixed
+        )
+    runs["tars"] = pack([root / name for name in runs], out, f"gpu_s{seed}")
+    return runs
+
+
+def unpack_run(workdir: Path, trained: dict[str, Any]) -> None:
+    """The gala data imported into ``workdir``, which holds a run's unpacked
+    checkpoints; those made newer than the data and each newer than the one before
+    (as the workflow's train jobs leave them); the command that validates, selects
+    and tests them."""
     import_gala(workdir)
-    for tar_path in sorted(out.glob("gpu_run_*.tar")):
-        with tarfile.open(tar_path) as tar:
-            tar.extractall(workdir, filter="data")
-    trained = json.loads((out / "gpu_check.json").read_text())["trained"]
     for it in range(trained["interval"], trained["iterations"] + 1, trained["interval"]):
         for template in (layout.CHECKPOINT, layout.TRAINING_STATS):
             (workdir / layout.path(template, run="r", it=it)).touch()
@@ -230,6 +269,22 @@ def unpack(out: Path, workdir: Path) -> None:
         f"python bench/defaults_learn.py --keep {workdir} --iterations "
         f"{trained['iterations']} --interval {trained['interval']}"
     )
+
+
+def unpack(out: Path, root: Path) -> None:
+    """On the workstation: ``out``'s tar files unpacked under ``root``, each run a
+    ``defaults_learn.py`` work directory (see ``unpack_run``): ``root`` itself for
+    the wall-budget run, ``root/<precision>_s<seed>`` for the repetitions."""
+    result = json.loads((out / "gpu_check.json").read_text())
+    for tar_path in sorted(out.glob("gpu_*.tar")):
+        with tarfile.open(tar_path) as tar:
+            tar.extractall(root, filter="data")
+    if "trained" in result:
+        unpack_run(root, result["trained"])
+    for pair in result.get("repetitions", {}).values():
+        for name, trained in pair.items():
+            if name != "tars":
+                unpack_run(root / name, trained)
 
 
 def device_name() -> str:
@@ -249,6 +304,8 @@ def main() -> None:
     parser.add_argument(
         "--interval", type=int, help="checkpoint interval; given: only step 3 (training) runs"
     )
+    parser.add_argument("--seeds", type=int, nargs="+", help="only the precision repetitions")
+    parser.add_argument("--until", type=int, default=5000, help="the repetitions' length")
     args = parser.parse_args()
     if args.unpack:
         unpack(args.out, args.work)
@@ -272,14 +329,23 @@ def main() -> None:
             print(result[key]["error"], flush=True)
         save()
 
+    if args.seeds:
+        result["repetitions"] = {}
+        for seed in args.seeds:  # saved after each seed: a run cut short brings back the rest
+            result["repetitions"][seed] = precision_pair(
+                args.work, args.out, seed, args.until, args.interval or 2500, args.fetchers
+            )
+            save()
+        return
+
     if args.interval is None:
         attempt("training", lambda: training_rates(workdir, args.fetchers, args.rate_seconds))
         stage = default_stage(workdir)
         attempt("prediction", lambda: prediction_rates(stage, args.work, args.side, args.repeats))
         rate = result["training"].get("loop_fp32", 5.0)  # a guess if the rates failed
         args.interval = max(50, int(round(rate * args.train_seconds / CHECKPOINTS / 50)) * 50)
-    result["trained"] = train_for(workdir, args.train_seconds, args.interval, args.fetchers)
-    result["tars"] = pack(workdir, args.out)
+    result["trained"] = train_for(workdir, args.interval, args.fetchers, args.train_seconds)
+    result["tars"] = pack([workdir], args.out)
     save()
     t, p = result.get("training", {}), result.get("prediction", {})
     if not t or not p or "error" in t or "error" in p:
