@@ -189,6 +189,7 @@ def learned(workdir: Path, cfg: dict) -> dict[str, Any]:
     seconds, iterations = training_time(workdir, cfg["runs"]["r"]["train_until"])
     stable = stable_of(val["datasets"]["val"]["results"])
     return {
+        "curve": validation_curve(workdir, cfg["runs"]["r"]),
         "stable": {**stable, "test": scores_at(results, stable["parameters"])},
         "iteration": choice["iteration"],
         "parameters": choice["parameters"],
@@ -198,6 +199,17 @@ def learned(workdir: Path, cfg: dict) -> dict[str, Any]:
         "training_minutes": seconds / 60,
         "iterations_per_second": iterations / seconds if seconds else 0.0,
         "workflow_minutes": wall / 60,
+    }
+
+
+def validation_curve(workdir: Path, run: dict) -> dict[int, float]:
+    """The validation half's best VOI at each checkpoint of the run, by iteration."""
+    its = range(run["validation_interval"], run["train_until"] + 1, run["validation_interval"])
+    docs = {
+        it: arrays.read_json(workdir / layout.path(layout.SCORES, run="r", it=it)) for it in its
+    }
+    return {
+        it: best_of(doc["datasets"]["val"]["results"])["scores"]["voi"] for it, doc in docs.items()
     }
 
 
@@ -303,6 +315,8 @@ def main() -> None:
         f"({trained['iterations_per_second']:.2f} it/s), "
         f"workflow {trained['workflow_minutes']:.1f} min"
     )
+    curve = ", ".join(f"{it}: {voi:.3f}" for it, voi in trained["curve"].items())
+    print(f"  validation half's best VOI by checkpoint: {curve}")
     chosen = f"it {trained['iteration']}, {trained['parameters']}"
     print(line(f"learned, validation half ({chosen})", trained["validation"]))
     print(line("learned, test half", trained["test"]))
