@@ -366,6 +366,15 @@ class TrainerConfig(Strict):
         description="horizon of the decay (not train_until: raising it must not change "
         "the iterations already trained)",
     )
+    ema_decay: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="decay of an exponential moving average of the weights, updated "
+        "every iteration (e.g. 0.999); 0: off. Checkpoints then predict (validate, "
+        "apply, export) with the average, which changes less between checkpoints than "
+        "the trained weights, and keep those to resume from",
+    )
     min_masked: float = Field(0.1, ge=0, le=1)
     snapshot_interval: int = Field(1000, gt=0)
     augments: list[Augment] = Field(default_factory=lambda: [SimpleAugment(), IntensityAugment()])

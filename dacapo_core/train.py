@@ -15,6 +15,7 @@ from typing import Any
 import gunpowder as gp
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from . import arrays, pretrained
@@ -42,6 +43,36 @@ def new_optimizer(trainer: TrainerConfig, model: torch.nn.Module) -> torch.optim
     return kinds[trainer.optimizer](
         model.parameters(), lr=trainer.learning_rate, weight_decay=trainer.weight_decay
     )
+
+
+def new_average(trainer: TrainerConfig, model: UNet) -> AveragedModel | None:
+    """The moving average of ``model``'s weights (``trainer.ema_decay``), if asked for:
+    checkpoints far apart in quality are common early in training, and the average
+    smooths them at no cost in iterations."""
+    if not trainer.ema_decay:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(trainer.ema_decay))
+
+
+def _weights(model: UNet, average: AveragedModel | None) -> dict[str, Any]:
+    """A checkpoint's weights: ``model`` holds those that predict (the average when
+    there is one); the trained weights and the average's step count go beside it."""
+    if average is None:
+        return {"model": model.state_dict()}
+    return {
+        "model": average.module.state_dict(),
+        "trained_model": model.state_dict(),
+        "averaged_steps": int(average.n_averaged),
+    }
+
+
+def _resume(model: UNet, average: AveragedModel | None, state: dict[str, Any]) -> None:
+    """The weights of a checkpoint written by ``_weights``, into ``model`` (trained)
+    and ``average``."""
+    model.load_state_dict(state.get("trained_model", state["model"]))
+    if average is not None and "trained_model" in state:
+        average.module.load_state_dict(state["model"])
+        average.n_averaged.fill_(state["averaged_steps"])
 
 
 def _write_snapshot(path: Path, batch: gp.Batch, prediction: np.ndarray) -> None:
@@ -133,10 +164,11 @@ def train(
     model = new_model(stage).to(device)
     optimizer = new_optimizer(trainer, model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, trainer.learning_rate_factor)
+    average = new_average(trainer, model)
     start, origin = 0, None
     if start_checkpoint is not None:
         state = load_checkpoint(start_checkpoint)
-        model.load_state_dict(state["model"])
+        _resume(model, average, state)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start = int(state["iteration"])
@@ -150,6 +182,8 @@ def train(
     t0 = time.perf_counter()
     for it, batch in batches(stage, iterations, trainer.num_data_fetchers):
         value, logits = _step(model, stage.task, optimizer, batch, device, trainer.mixed_precision)
+        if average is not None:
+            average.update_parameters(model)
         rate = scheduler.get_last_lr()[0]
         scheduler.step()
         now = time.perf_counter()
@@ -164,7 +198,7 @@ def train(
         Path(checkpoint_out),
         {
             "iteration": until,
-            "model": model.state_dict(),
+            **_weights(model, average),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "model_config": model_config(stage),
