@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,21 @@ def new_average(trainer: TrainerConfig, model: UNet) -> AveragedModel | None:
     smooths them at no cost in iterations."""
     if not trainer.ema_decay:
         return None
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(trainer.ema_decay))
+    return AveragedModel(model, multi_avg_fn=partial(_ema_step, trainer.ema_decay))
+
+
+def ema_decay_at(decay: float, averaged: int) -> float:
+    """The decay of the update after ``averaged`` others: warmed up as TensorFlow's
+    ExponentialMovingAverage does with ``num_updates``, ``(1 + n) / (10 + n)`` until
+    that reaches ``decay``. With a fixed 0.999 the average still held 47% of the
+    initial weights after 750 iterations (validation VOI 2.2 on real EM)."""
+    return min(decay, (1 + averaged) / (10 + averaged))
+
+
+def _ema_step(
+    decay: float, averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor
+) -> None:
+    get_ema_multi_avg_fn(ema_decay_at(decay, int(n)))(averaged, current, n)
 
 
 def _weights(model: UNet, average: AveragedModel | None) -> dict[str, Any]:

@@ -309,20 +309,22 @@ def test_mixed_precision_trains_and_predicts_in_bf16_as_its_checkpoint_says(demo
 def test_weight_average_predicts_resumes_bit_identically_and_follows_its_decay(demo):
     """``ema_decay``: a checkpoint's ``model`` is the moving average (what predicts),
     its ``trained_model`` the weights training goes on from; two chunks give one
-    chunk's checkpoint, and each step moves the average by (1 - decay) toward the
-    trained weights."""
+    chunk's checkpoint, and each step moves the average toward the trained weights
+    by 1 minus that step's decay (warmed up)."""
     root, stage = demo
     decay = 0.75
     averaged = with_trainer(stage, ema_decay=decay)
     train.train(averaged, 4, root / "ema_one/4.pt")
     train.train(averaged, 3, root / "ema_two/3.pt")
     train.train(averaged, 4, root / "ema_two/4.pt", root / "ema_two/3.pt")
+    assert train.ema_decay_at(decay, 3) == 4 / 13 and train.ema_decay_at(decay, 50) == decay
     one, two, three = (state_of(root / p) for p in ("ema_one/4.pt", "ema_two/4.pt", "ema_two/3.pt"))
     assert_identical(one, two)
     assert one["averaged_steps"] == 4 and three["averaged_steps"] == 3
     for name, trained in one["trained_model"].items():
         assert torch.equal(trained, two["trained_model"][name]), name
-        expected = decay * three["model"][name] + (1 - decay) * trained
+        step = train.ema_decay_at(decay, 3)  # warmed up: 4/13 after 3 updates
+        expected = step * three["model"][name] + (1 - step) * trained
         assert torch.allclose(one["model"][name], expected, atol=1e-7), name
     assert not all(torch.equal(one["model"][n], t) for n, t in one["trained_model"].items())
     train.train(stage, 1, root / "no_ema/1.pt")
