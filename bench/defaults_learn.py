@@ -46,7 +46,7 @@ from funlib.geometry import Coordinate, Roi
 from scipy import ndimage
 
 from dacapo_core import arrays, layout
-from dacapo_core.config import CRITERIA, WatershedConfig
+from dacapo_core.config import CRITERIA, RunConfig, WatershedConfig
 from dacapo_core.evaluate import evaluate
 from dacapo_core.predict import predict
 from dacapo_core.segment import fragment_prediction
@@ -204,9 +204,9 @@ def learned(workdir: Path, cfg: dict) -> dict[str, Any]:
 
 def validation_curve(workdir: Path, run: dict) -> dict[int, float]:
     """The validation half's best VOI at each checkpoint of the run, by iteration."""
-    its = range(run["validation_interval"], run["train_until"] + 1, run["validation_interval"])
     docs = {
-        it: arrays.read_json(workdir / layout.path(layout.SCORES, run="r", it=it)) for it in its
+        it: arrays.read_json(workdir / layout.path(layout.SCORES, run="r", it=it))
+        for it in RunConfig.model_validate(run).iterations()
     }
     return {
         it: best_of(doc["datasets"]["val"]["results"])["scores"]["voi"] for it, doc in docs.items()

@@ -371,7 +371,8 @@ class TrainerConfig(Strict):
         ge=0,
         lt=1,
         description="decay of an exponential moving average of the weights, updated "
-        "every iteration (e.g. 0.999); 0: off. Checkpoints then predict (validate, "
+        "every iteration (e.g. 0.999; warmed up as (1 + n) / (10 + n) after n updates); "
+        "0: off. Checkpoints then predict (validate, "
         "apply, export) with the average, which changes less between checkpoints than "
         "the trained weights, and keep those to resume from",
     )

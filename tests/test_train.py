@@ -317,13 +317,13 @@ def test_weight_average_predicts_resumes_bit_identically_and_follows_its_decay(d
     train.train(averaged, 4, root / "ema_one/4.pt")
     train.train(averaged, 3, root / "ema_two/3.pt")
     train.train(averaged, 4, root / "ema_two/4.pt", root / "ema_two/3.pt")
-    assert train.ema_decay_at(decay, 3) == 4 / 13 and train.ema_decay_at(decay, 50) == decay
+    step = train.ema_decay_at(decay, 3)  # the update after 3 others: warmed up, 4/13
+    assert step == 4 / 13 and train.ema_decay_at(decay, 50) == decay
     one, two, three = (state_of(root / p) for p in ("ema_one/4.pt", "ema_two/4.pt", "ema_two/3.pt"))
     assert_identical(one, two)
     assert one["averaged_steps"] == 4 and three["averaged_steps"] == 3
     for name, trained in one["trained_model"].items():
         assert torch.equal(trained, two["trained_model"][name]), name
-        step = train.ema_decay_at(decay, 3)  # warmed up: 4/13 after 3 updates
         expected = step * three["model"][name] + (1 - step) * trained
         assert torch.allclose(one["model"][name], expected, atol=1e-7), name
     assert not all(torch.equal(one["model"][n], t) for n, t in one["trained_model"].items())
