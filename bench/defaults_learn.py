@@ -46,7 +46,7 @@ from funlib.geometry import Coordinate, Roi
 from scipy import ndimage
 
 from dacapo_core import arrays, layout
-from dacapo_core.config import CRITERIA, RunConfig, WatershedConfig
+from dacapo_core.config import CRITERIA, FragmentOptions, RunConfig, WatershedConfig
 from dacapo_core.evaluate import evaluate
 from dacapo_core.predict import predict
 from dacapo_core.segment import fragment_prediction
@@ -125,10 +125,19 @@ def training_time(workdir: Path, until: int) -> tuple[float, int]:
     return seconds, iterations
 
 
-def sweep(affs: str, gt: str, work: Path, parameter_sets: list[dict]) -> list[dict]:
-    """Fragments and graph of ``affs`` (in ``work``), every parameter set scored on ``gt``."""
+def sweep(
+    affs: str,
+    gt: str,
+    work: Path,
+    parameter_sets: list[dict],
+    fragments: FragmentOptions | None = None,
+) -> list[dict]:
+    """Fragments and graph of ``affs`` (in ``work``; the default fragment options unless
+    given, e.g. a run's long-range edges for its biases), every parameter set scored on
+    ``gt``."""
     frags, graph = f"{work}.zarr/fragments", f"{work}.graph"
-    fragment_prediction(affs, frags, graph, WatershedConfig().fragments, num_workers=1)
+    options = fragments or WatershedConfig().fragments
+    fragment_prediction(affs, frags, graph, options, num_workers=1)
     stage = ScoreStage(gt=gt, parameter_sets=parameter_sets, criterion="voi")
     return score(frags, graph, f"{work}.zarr/segmentation", stage)["results"]
 
@@ -183,13 +192,14 @@ def learned(workdir: Path, cfg: dict) -> dict[str, Any]:
     gt = arrays.open_array(f"{workdir}/gala.zarr/test/labels_test")
     test_scores = evaluate(arrays.read(seg, gt.roi), arrays.read(gt, gt.roi))
     affs = str(workdir / layout.path(layout.apply(layout.PREDICTION), run="r", target="test"))
-    results = sweep(
-        affs, f"{workdir}/gala.zarr/test/labels_test", workdir / "oracle", val_params(val)
-    )
-    seconds, iterations = training_time(workdir, cfg["runs"]["r"]["train_until"])
+    run = RunConfig.model_validate(cfg["runs"]["r"])
+    gt_test = f"{workdir}/gala.zarr/test/labels_test"
+    fragments = run.post_processor.fragments
+    results = sweep(affs, gt_test, workdir / "oracle", val_params(val), fragments)
+    seconds, iterations = training_time(workdir, run.train_until)
     stable = stable_of(val["datasets"]["val"]["results"])
     return {
-        "curve": validation_curve(workdir, cfg["runs"]["r"]),
+        "curve": validation_curve(workdir, run),
         "stable": {**stable, "test": scores_at(results, stable["parameters"])},
         "iteration": choice["iteration"],
         "parameters": choice["parameters"],
@@ -202,11 +212,11 @@ def learned(workdir: Path, cfg: dict) -> dict[str, Any]:
     }
 
 
-def validation_curve(workdir: Path, run: dict) -> dict[int, float]:
+def validation_curve(workdir: Path, run: RunConfig) -> dict[int, float]:
     """The validation half's best VOI at each checkpoint of the run, by iteration."""
     docs = {
         it: arrays.read_json(workdir / layout.path(layout.SCORES, run="r", it=it))
-        for it in RunConfig.model_validate(run).iterations()
+        for it in run.iterations()
     }
     return {
         it: best_of(doc["datasets"]["val"]["results"])["scores"]["voi"] for it, doc in docs.items()
