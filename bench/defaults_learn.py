@@ -59,6 +59,7 @@ GALA = REPO / "tests/data/fibsem_gala_example"
 VOXEL = Coordinate(10, 10, 10)
 SPLIT_Z = 25  # sections: validation half below, test half from here
 SHOWN = ("voi", "voi_split", "voi_merge", "arand")
+DEFAULT_FRAGMENTS = FragmentOptions()  # what a minimal config's runs use
 
 
 def half_roi(shape: tuple[int, ...], test: bool) -> Roi:
@@ -130,14 +131,13 @@ def sweep(
     gt: str,
     work: Path,
     parameter_sets: list[dict],
-    fragments: FragmentOptions | None = None,
+    fragments: FragmentOptions = DEFAULT_FRAGMENTS,
 ) -> list[dict]:
-    """Fragments and graph of ``affs`` (in ``work``; the default fragment options unless
-    given, e.g. a run's long-range edges for its biases), every parameter set scored on
+    """Fragments and graph of ``affs`` (in ``work``; a run's own fragment options where
+    they differ, e.g. long-range edges for its biases), every parameter set scored on
     ``gt``."""
     frags, graph = f"{work}.zarr/fragments", f"{work}.graph"
-    options = fragments or WatershedConfig().fragments
-    fragment_prediction(affs, frags, graph, options, num_workers=1)
+    fragment_prediction(affs, frags, graph, fragments, num_workers=1)
     stage = ScoreStage(gt=gt, parameter_sets=parameter_sets, criterion="voi")
     return score(frags, graph, f"{work}.zarr/segmentation", stage)["results"]
 
@@ -189,11 +189,11 @@ def learned(workdir: Path, cfg: dict) -> dict[str, Any]:
     seg = arrays.open_array(
         str(workdir / layout.path(layout.apply(layout.SEGMENTATION), run="r", target="test"))
     )
-    gt = arrays.open_array(f"{workdir}/gala.zarr/test/labels_test")
+    gt_test = f"{workdir}/gala.zarr/test/labels_test"
+    gt = arrays.open_array(gt_test)
     test_scores = evaluate(arrays.read(seg, gt.roi), arrays.read(gt, gt.roi))
     affs = str(workdir / layout.path(layout.apply(layout.PREDICTION), run="r", target="test"))
     run = RunConfig.model_validate(cfg["runs"]["r"])
-    gt_test = f"{workdir}/gala.zarr/test/labels_test"
     fragments = run.post_processor.fragments
     results = sweep(affs, gt_test, workdir / "oracle", val_params(val), fragments)
     seconds, iterations = training_time(workdir, run.train_until)
