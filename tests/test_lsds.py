@@ -160,8 +160,8 @@ def test_an_lsds_checkpoint_predicts_only_the_affinities(lsd_run):
     full = UNet(predictor.model.config, 1, 16)
     full.load_state_dict(state["model"])
     x = torch.rand(1, 1, *predictor.input_shape)
-    with torch.no_grad():
-        assert torch.equal(full(x)[:, :6], predictor.model(x))
+    with torch.no_grad():  # a 6- and a 16-channel head may take different CPU kernels
+        torch.testing.assert_close(predictor.model(x), full(x)[:, :6], rtol=0, atol=1e-6)
     raw = f"{root}/demo.zarr/test/raw"
     roi = Roi(arrays.open_array(raw).roi.begin, (224, 224, 224))
     out = predict_blockwise(root / "3.pt", raw, f"{root}/p.zarr/affs", roi, num_workers=1)
