@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -188,6 +189,17 @@ def test_raising_train_until_trains_only_new_chunks(finished, tiny_config):
     jobs = planned_jobs(result)
     assert jobs["train"] == 1 and jobs["validate_predict"] == 1
     assert "results/tiny/checkpoints/30.pt" in result.stdout  # from the existing 20.pt
+
+
+def test_each_checkpoint_is_scored_before_training_goes_on(finished):
+    """On 2 cores a training chunk and a validation job cannot run side by side: the
+    validation of checkpoint 10 comes first, so scores appear while training goes on."""
+    workdir, _ = finished
+    first_run = sorted((workdir / ".snakemake/log").glob("*.snakemake.log"))[0].read_text()
+    job = r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    wildcards: (.*)$"
+    order = [f"{rule} {wildcards}" for rule, wildcards in re.findall(job, first_run, re.M)]
+    scored = order.index("validation_scores run=tiny, it=10")
+    assert scored < order.index("train run=tiny, it=20"), order
 
 
 def test_my_experiment_is_not_merged_with_the_demo(finished):

@@ -15,6 +15,7 @@ rule validate_classes:
     log:
         "logs/validate_classes/{run}/{it}/{dataset}.log",
     threads: 1
+    priority: VALIDATION_PRIORITY
     resources:
         mem_mb=by_attempt(4000),
         runtime=by_attempt(60),

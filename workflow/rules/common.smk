@@ -146,6 +146,11 @@ TRAINED_RUNS = runs_regex(RUNS)
 ENSEMBLE_RUNS = runs_regex(ENSEMBLES)
 MEMBER_RUNS = runs_regex(sorted({m for members in ENSEMBLES.values() for m in members}))
 
+#: validation jobs go ahead of the next training chunk when both want the cores (a
+#: workstation): each checkpoint is scored as soon as it is written, not after training
+#: ends; the total time is the same
+VALIDATION_PRIORITY = 1
+
 
 def run_record(name: str) -> dict:
     """run.json's content: the resolved run (an ensemble: its members') and the datasets."""

@@ -14,6 +14,7 @@ rule fragments:
     log:
         "logs/fragments/{run}/{volume}.log",
     threads: 2
+    priority: VALIDATION_PRIORITY
     resources:
         mem_mb=by_attempt(8000),
         runtime=by_attempt(240),

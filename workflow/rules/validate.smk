@@ -16,6 +16,7 @@ rule validate_predict:
     log:
         "logs/validate_predict/{run}/{it}/{dataset}.log",
     threads: 2
+    priority: VALIDATION_PRIORITY
     resources:
         mem_mb=by_attempt(4000),
         runtime=by_attempt(60),
@@ -39,6 +40,7 @@ rule validate_score:
     log:
         "logs/validate_score/{run}/{it}/{dataset}.log",
     threads: 2
+    priority: VALIDATION_PRIORITY
     resources:
         mem_mb=by_attempt(4000),
         runtime=by_attempt(60),
@@ -59,6 +61,7 @@ rule validation_scores:
     log:
         "logs/validation_scores/{run}/{it}.log",
     localrule: True
+    priority: VALIDATION_PRIORITY
     conda:
         "../../envs/dacapo-flow.yaml"
     script:
