@@ -267,10 +267,16 @@ def baseline(workdir: Path, rois: dict[str, Roi], sigmas: tuple[float, ...]) -> 
     }
 
 
-def with_augmentation(workdir: Path, trained: dict, mode: str) -> dict[str, Any]:
+def with_augmentation(workdir: Path, trained: dict, mode: str, run: RunConfig) -> dict[str, Any]:
     """The selected checkpoint's prediction averaged over ``mode``'s views, on both
-    halves; parameters chosen on the validation half, scored on the test half."""
-    checkpoint = workdir / f"results/r/checkpoints/{trained['iteration']}.pt"
+    halves; the run's own post-processing (its fragments, the parameter sets its
+    validation swept, mutex biases included) chosen on the validation half, scored on
+    the test half."""
+    iteration = trained["iteration"]
+    checkpoint = workdir / f"results/r/checkpoints/{iteration}.pt"
+    swept = val_params(
+        arrays.read_json(workdir / layout.path(layout.SCORES, run="r", it=iteration))
+    )
     results = {}
     for half in ("val", "test"):
         gt = f"{workdir}/gala.zarr/test/labels_{half}"
@@ -281,9 +287,8 @@ def with_augmentation(workdir: Path, trained: dict, mode: str) -> dict[str, Any]
         t0 = time.perf_counter()
         predict(checkpoint, f"{work}.zarr/prediction", stage, num_workers=1)
         seconds = time.perf_counter() - t0
-        results[half] = sweep(
-            f"{work}.zarr/prediction", gt, work, WatershedConfig().parameter_sets()
-        )
+        fragments = run.post_processor.fragments
+        results[half] = sweep(f"{work}.zarr/prediction", gt, work, swept, fragments)
     chosen = best_of(results["val"])
     return {
         "parameters": chosen["parameters"],
@@ -344,7 +349,8 @@ def main() -> None:
         "learned": trained,
     }
     if args.tta:
-        augmented = with_augmentation(workdir, trained, args.tta)
+        run = RunConfig.model_validate(cfg["runs"]["r"])
+        augmented = with_augmentation(workdir, trained, args.tta, run)
         name = f"learned + {args.tta}, validation ({augmented['parameters']})"
         print(line(name, augmented["validation"]))
         print(line(f"learned + {args.tta}, test half", augmented["test"]))
