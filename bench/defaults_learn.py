@@ -277,6 +277,7 @@ def with_augmentation(workdir: Path, trained: dict, mode: str, run: RunConfig) -
     swept = val_params(
         arrays.read_json(workdir / layout.path(layout.SCORES, run="r", it=iteration))
     )
+    fragments = run.post_processor.fragments
     results = {}
     for half in ("val", "test"):
         gt = f"{workdir}/gala.zarr/test/labels_{half}"
@@ -287,7 +288,6 @@ def with_augmentation(workdir: Path, trained: dict, mode: str, run: RunConfig) -
         t0 = time.perf_counter()
         predict(checkpoint, f"{work}.zarr/prediction", stage, num_workers=1)
         seconds = time.perf_counter() - t0
-        fragments = run.post_processor.fragments
         results[half] = sweep(f"{work}.zarr/prediction", gt, work, swept, fragments)
     chosen = best_of(results["val"])
     return {
