@@ -158,8 +158,9 @@ def scores_at(results: list[dict], parameters: dict) -> dict:
     return next(r["scores"] for r in results if r["parameters"] == parameters)
 
 
-def learned(workdir: Path, cfg: dict) -> dict[str, Any]:
-    """Run the workflow; the validation choice, its test-half scores and the oracle."""
+def learned(workdir: Path, cfg: dict, run: RunConfig) -> dict[str, Any]:
+    """Run the workflow (``cfg``, whose run ``r`` is ``run``); the validation choice, its
+    test-half scores and the oracle."""
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
     snakemake = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile")]
     t0 = time.perf_counter()
@@ -184,7 +185,7 @@ def learned(workdir: Path, cfg: dict) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     run_dir = workdir / "results/r"
     choice = arrays.read_json(run_dir / "best.json")["voi"]
-    val = arrays.read_json(run_dir / f"validation/{choice['iteration']}/scores.json")
+    val = scores_doc(workdir, choice["iteration"])
     val_scores = scores_at(val["datasets"]["val"]["results"], choice["parameters"])
     seg = arrays.open_array(
         str(workdir / layout.path(layout.apply(layout.SEGMENTATION), run="r", target="test"))
@@ -193,7 +194,6 @@ def learned(workdir: Path, cfg: dict) -> dict[str, Any]:
     gt = arrays.open_array(gt_test)
     test_scores = evaluate(arrays.read(seg, gt.roi), arrays.read(gt, gt.roi))
     affs = str(workdir / layout.path(layout.apply(layout.PREDICTION), run="r", target="test"))
-    run = RunConfig.model_validate(cfg["runs"]["r"])
     fragments = run.post_processor.fragments
     results = sweep(affs, gt_test, workdir / "oracle", val_params(val), fragments)
     seconds, iterations = training_time(workdir, run.train_until)
@@ -212,14 +212,16 @@ def learned(workdir: Path, cfg: dict) -> dict[str, Any]:
     }
 
 
+def scores_doc(workdir: Path, iteration: int) -> dict:
+    """The validation scores the workflow wrote for checkpoint ``iteration``."""
+    return arrays.read_json(workdir / layout.path(layout.SCORES, run="r", it=iteration))
+
+
 def validation_curve(workdir: Path, run: RunConfig) -> dict[int, float]:
     """The validation half's best VOI at each checkpoint of the run, by iteration."""
-    docs = {
-        it: arrays.read_json(workdir / layout.path(layout.SCORES, run="r", it=it))
-        for it in run.iterations()
-    }
     return {
-        it: best_of(doc["datasets"]["val"]["results"])["scores"]["voi"] for it, doc in docs.items()
+        it: best_of(scores_doc(workdir, it)["datasets"]["val"]["results"])["scores"]["voi"]
+        for it in run.iterations()
     }
 
 
@@ -274,9 +276,7 @@ def with_augmentation(workdir: Path, trained: dict, mode: str, run: RunConfig) -
     the test half."""
     iteration = trained["iteration"]
     checkpoint = workdir / f"results/r/checkpoints/{iteration}.pt"
-    swept = val_params(
-        arrays.read_json(workdir / layout.path(layout.SCORES, run="r", it=iteration))
-    )
+    swept = val_params(scores_doc(workdir, iteration))
     fragments = run.post_processor.fragments
     results = {}
     for half in ("val", "test"):
@@ -323,7 +323,8 @@ def main() -> None:
     rois = import_gala(workdir)
     recipe = json.loads(args.recipe)
     cfg = experiment(recipe, args.iterations, args.interval, args.seed, rois["test"])
-    trained = learned(workdir, cfg)
+    run = RunConfig.model_validate(cfg["runs"]["r"])
+    trained = learned(workdir, cfg, run)
     print(f"recipe {json.dumps(recipe)}, seed {args.seed}, {args.iterations} iterations:")
     print(
         f"  training {trained['training_minutes']:.1f} min "
@@ -349,7 +350,6 @@ def main() -> None:
         "learned": trained,
     }
     if args.tta:
-        run = RunConfig.model_validate(cfg["runs"]["r"])
         augmented = with_augmentation(workdir, trained, args.tta, run)
         name = f"learned + {args.tta}, validation ({augmented['parameters']})"
         print(line(name, augmented["validation"]))

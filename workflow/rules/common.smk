@@ -148,7 +148,8 @@ MEMBER_RUNS = runs_regex(sorted({m for members in ENSEMBLES.values() for m in me
 
 #: validation jobs go ahead of the next training chunk when both want the cores (a
 #: workstation): each checkpoint is scored as soon as it is written, not after training
-#: ends; the total time is the same
+#: ends; the total time is the same. (Rule fragments also serves apply targets: theirs
+#: go ahead of another run's training too, which only finishes results sooner.)
 VALIDATION_PRIORITY = 1
 
 
