@@ -8,6 +8,7 @@ whole-volume run.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -42,41 +43,58 @@ class FragmentOptions(Strict):
 
 
 def fragments(
-    affs: np.ndarray, options: FragmentOptions | None = None, dims: int | None = None
+    affs: np.ndarray,
+    options: FragmentOptions | None = None,
+    dims: int | None = None,
+    origin: Sequence[int] | None = None,
+    volume: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Fragments of the nearest-neighbour affinities (the first ``dims`` channels,
     which connect the trailing ``dims`` axes; default all).
 
     A fragment's id is 1 + the linear index of its representative voxel (its seed,
-    or its first voxel): ids are unique, and the same seed gives the same id
-    wherever it is computed.
+    or its first voxel) in a volume of shape ``volume`` where ``affs`` start at voxel
+    ``origin`` (default: ``affs`` alone): ids are unique, and the same seed gives the
+    same id wherever it is computed. Only the representatives' indices are converted,
+    not every voxel's.
     """
     options = options or FragmentOptions()
     spatial = affs.ndim - 1
     dims = dims or spatial
+    origin = tuple(origin or (0,) * spatial)
+    volume = tuple(volume or affs.shape[1:])
     if dims < spatial:  # sections on their own; ids as linear indices in the stack
-        size = int(np.prod(affs.shape[2:]))
-        per_section = [fragments(affs[:, z], options, dims) for z in range(affs.shape[1])]
-        return np.stack([np.where(f > 0, f + z * size, 0) for z, f in enumerate(per_section)])
+        size = int(np.prod(volume[1:]))
+        per_section = [
+            fragments(affs[:, z], options, dims, origin[1:], volume[1:])
+            for z in range(affs.shape[1])
+        ]
+        return np.stack(
+            [np.where(f > 0, f + (origin[0] + z) * size, 0) for z, f in enumerate(per_section)]
+        )
     if options.method == "waterz":
         import waterz  # here, not at the top: see _seeded_watershed
 
         nn = np.ascontiguousarray(affs[:3], dtype=np.float32)
         labels = next(iter(waterz.agglomerate(nn, thresholds=[0.0]))).copy()
-        return _first_voxel_ids(labels)[labels]
+        return _first_voxel_ids(labels, origin, volume)[labels]
     labels, seeds = _seeded_watershed(affs[:dims], options.threshold, options.seed_distance)
-    return _first_voxel_ids(seeds)[labels]
+    return _first_voxel_ids(seeds, origin, volume)[labels]
 
 
-def _first_voxel_ids(labels: np.ndarray) -> np.ndarray:
-    """Lookup table: label -> 1 + the linear index of its first voxel in ``labels`` (0
-    stays 0). Only labelled voxels are sorted: seeds are sparse, and a basin is named
-    after its seed, not its first voxel."""
+def _first_voxel_ids(
+    labels: np.ndarray, origin: Sequence[int], volume: Sequence[int]
+) -> np.ndarray:
+    """Lookup table: label -> 1 + the linear index in ``volume`` of its first voxel in
+    ``labels`` (which starts at ``origin`` there; 0 stays 0). Only labelled voxels are
+    sorted: seeds are sparse, and a basin is named after its seed, not its first voxel."""
     where = np.flatnonzero(labels)
     values = labels.ravel()[where]
     table = np.zeros(int(values.max(initial=0)) + 1, dtype=np.uint64)
     present, first = np.unique(values, return_index=True)
-    table[present] = where[first].astype(np.uint64) + 1
+    local = np.unravel_index(where[first], labels.shape)
+    shifted = tuple(c + o for c, o in zip(local, origin, strict=True))
+    table[present] = np.ravel_multi_index(shifted, tuple(volume)).astype(np.uint64) + 1
     return table
 
 
@@ -102,12 +120,26 @@ def _seeded_watershed(
     pieces, n = ndimage.label(inside)
     seeded = np.zeros(n + 1, dtype=bool)
     seeded[pieces[peaks]] = True
-    unseeded = np.flatnonzero(~seeded[1:]) + 1
-    if len(unseeded):  # scipy sorts the whole volume even for no label
-        for position in ndimage.maximum_position(distance, pieces, unseeded):
-            peaks[position] = True
+    seeded[0] = True
+    peaks.ravel()[_first_maxima(distance, pieces, ~seeded[pieces])] = True
     seeds, _ = ndimage.label(peaks)
     return watershed(-distance, seeds), seeds
+
+
+def _first_maxima(values: np.ndarray, labels: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Linear index of each label's maximum among the voxels ``where``, the first in
+    raster order where several tie.
+
+    Not ``ndimage.maximum_position``: it breaks ties by numpy's unstable argsort,
+    whose order depends on the CPU's vector instructions (the same block gave other
+    seeds with and without AVX2), and it sorts the whole volume for a few labels.
+    """
+    at = np.flatnonzero(where)
+    label = labels.ravel()[at]
+    order = np.lexsort((-values.ravel()[at], label))  # stable: ties keep raster order
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = label[order[1:]] != label[order[:-1]]
+    return at[order[first]]
 
 
 def _distance(inside: np.ndarray) -> np.ndarray:

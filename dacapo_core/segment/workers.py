@@ -62,17 +62,9 @@ class FragmentWorker(GraphWorker):
         vs = self.affs_array.voxel_size
         read = block.write_roi.grow(self.context, self.context).intersect(self.affs_array.roi)
         affs = codec.read_affinities(self.affs_array, self.affs, read)
-        local = fragments(affs, self.options, self.dims)
-        crop = local[((block.write_roi - read.offset) / vs).to_slices()]
-        ids, inverse = np.unique(crop, return_inverse=True)
-        # local representative index -> index in the whole affinity volume
-        coords = np.unravel_index(np.maximum(ids.astype(np.int64) - 1, 0), local.shape)
-        shift = (read.offset - self.affs_array.roi.offset) / vs
-        coords = tuple(c + o for c, o in zip(coords, shift, strict=True))
-        volume = tuple(self.affs_array.roi.shape / vs)
-        global_ids = np.ravel_multi_index(coords, volume).astype(np.uint64) + 1
-        global_ids[ids == 0] = 0
-        self.frags_array[block.write_roi] = global_ids[inverse].reshape(crop.shape)
+        origin = (read.offset - self.affs_array.roi.offset) / vs
+        ids = fragments(affs, self.options, self.dims, origin, self.affs_array.roi.shape / vs)
+        self.frags_array[block.write_roi] = ids[((block.write_roi - read.offset) / vs).to_slices()]
 
 
 class EdgeWorker(GraphWorker):
