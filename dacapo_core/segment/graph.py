@@ -210,12 +210,14 @@ def edges(
     pairs, values = [], []
     inner = tuple(slice(1, None) for _ in range(frags.ndim))
     first = frags.ndim - (dims or frags.ndim)
+    u = frags[inner]
     for d in range(first, frags.ndim):
         back = tuple(slice(0, -1) if i == d else slice(1, None) for i in range(frags.ndim))
-        u, v = frags[inner].ravel(), frags[back].ravel()
-        keep = (u != v) & (u > 0) & (v > 0)
-        pairs.append(np.stack([np.minimum(u, v)[keep], np.maximum(u, v)[keep]], axis=1))
-        values.append(affs[d - first][inner].ravel()[keep])
+        v = frags[back]
+        keep = (u != v) & (u > 0) & (v > 0)  # views: only the pairs kept are copied
+        kept_u, kept_v = u[keep], v[keep]
+        pairs.append(np.stack([np.minimum(kept_u, kept_v), np.maximum(kept_u, kept_v)], axis=1))
+        values.append(affs[d - first][inner][keep])
     pairs_all = np.concatenate(pairs)
     if len(pairs_all) == 0:
         return np.zeros((0, 2), np.uint64), np.zeros((0, 2 + BINS))
@@ -224,15 +226,13 @@ def edges(
     bins = np.minimum((value * BINS).astype(int), BINS - 1)
     value = np.round(value * QUANTUM) / QUANTUM  # sums exact in any order (see QUANTUM)
     n = len(unique)
-    stats = np.empty((n, 2 + BINS))
+    stats = np.zeros((n, 2 + BINS))
     stats[:, 0] = np.bincount(inverse, value, minlength=n)
     stats[:, 1] = np.bincount(inverse, minlength=n)
     # as waterz (InitWithMax): an edge's initial histogram holds only its highest bin
-    top = np.zeros(n, dtype=int)
-    np.maximum.at(top, inverse, bins)
-    at_top = bins == top[inverse]
-    hist = np.bincount(inverse[at_top] * BINS + bins[at_top], minlength=n * BINS)
-    stats[:, 2:] = hist.reshape(n, BINS)
+    hist = np.bincount(inverse * BINS + bins, minlength=n * BINS).reshape(n, BINS)
+    top = BINS - 1 - np.argmax(hist[:, ::-1] > 0, axis=1)
+    stats[np.arange(n), 2 + top] = hist[np.arange(n), top]
     return unique, stats
 
 
