@@ -120,8 +120,8 @@ def _seeded_watershed(
     pieces, n = ndimage.label(inside)
     seeded = np.zeros(n + 1, dtype=bool)
     seeded[pieces[peaks]] = True
-    seeded[0] = True
-    peaks.ravel()[_first_maxima(distance, pieces, ~seeded[pieces])] = True
+    seeded[0] = True  # the boundary is no piece
+    np.put(peaks, _first_maxima(distance, pieces, ~seeded[pieces]), True)
     seeds, _ = ndimage.label(peaks)
     return watershed(-distance, seeds), seeds
 
