@@ -183,8 +183,7 @@ def learned(workdir: Path, cfg: dict, run: RunConfig) -> dict[str, Any]:
     if result.returncode != 0:
         sys.exit(f"the workflow failed:\n{result.stderr[-3000:]}")
     wall = time.perf_counter() - t0
-    run_dir = workdir / "results/r"
-    choice = arrays.read_json(run_dir / "best.json")["voi"]
+    choice = arrays.read_json(workdir / layout.path(layout.BEST, run="r"))["voi"]
     val = scores_doc(workdir, choice["iteration"])
     val_scores = scores_at(val["datasets"]["val"]["results"], choice["parameters"])
     seg = arrays.open_array(
@@ -275,7 +274,7 @@ def with_augmentation(workdir: Path, trained: dict, mode: str, run: RunConfig) -
     validation swept, mutex biases included) chosen on the validation half, scored on
     the test half."""
     iteration = trained["iteration"]
-    checkpoint = workdir / f"results/r/checkpoints/{iteration}.pt"
+    checkpoint = workdir / layout.path(layout.CHECKPOINT, run="r", it=iteration)
     swept = val_params(scores_doc(workdir, iteration))
     fragments = run.post_processor.fragments
     results = {}

@@ -232,7 +232,8 @@ def edges(
     # as waterz (InitWithMax): an edge's initial histogram holds only its highest bin
     hist = np.bincount(inverse * BINS + bins, minlength=n * BINS).reshape(n, BINS)
     top = BINS - 1 - np.argmax(hist[:, ::-1] > 0, axis=1)
-    stats[np.arange(n), 2 + top] = hist[np.arange(n), top]
+    rows = np.arange(n)
+    stats[rows, 2 + top] = hist[rows, top]
     return unique, stats
 
 
