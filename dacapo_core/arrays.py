@@ -312,5 +312,15 @@ def write_json(path: str | Path, data: Any) -> None:
     os.replace(f.name, path)
 
 
+def write_npz(path: str | Path, **columns: np.ndarray) -> None:
+    """Write ``np.savez`` columns atomically: the temporary name ends in ``.tmp``, so a
+    killed write never passes for a file of a ``*.npz`` listing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
+        np.savez(f, **columns)
+    os.replace(f.name, path)
+
+
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())

@@ -126,7 +126,7 @@ class FaceWorker(blockwise.BlockWorker):
             touching = (below != 0) & (above != 0) & (below != above)
             pairs.append(np.stack([below[touching], above[touching]], axis=1))
         pairs = np.unique(np.concatenate(pairs), axis=0)
-        np.savez(
+        arrays.write_npz(
             Path(self.folder) / f"{block.block_id[1]}.npz",
             nodes=nodes[nodes > 0],
             sizes=sizes[nodes > 0],
@@ -303,8 +303,7 @@ def components_blockwise(
     staged = arrays.staging(out)
     _prepare(staged, source, np.uint64, block, {**job, "min_size": min_size})
     lookup = Path(staged) / blockwise.TRACKING / "lookup.npz"
-    lookup.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(lookup, nodes=nodes, instances=instances)
+    arrays.write_npz(lookup, nodes=nodes, instances=instances)
     worker = RelabelWorker(scratch, staged, str(lookup))
     _run("relabel", staged, source.roi, block, worker, num_workers, log_dir)
     blockwise.publish(out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,11 +19,12 @@ from ..geometry import lift
 from ..stages import AgglomerateStage, MutexStage, SegmentStage
 from ..superblocks import Superblocks
 from . import shard
+from .faces import FACES, face_graph
 from .fragments import FragmentOptions
 from .graph import Graph
 from .mutex import mutex_lookup
 from .octree import Octree, agglomerate_chunk, label_chunk, save_labels
-from .workers import EdgeWorker, FragmentWorker, GraphWorker, RelabelWorker, blocks_dir
+from .workers import FragmentWorker, GraphWorker, LongRangeWorker, RelabelWorker, blocks_dir
 
 if TYPE_CHECKING:
     from funlib.persistence import Array
@@ -158,31 +160,42 @@ def edges_part(
     num_workers: int = 2,
     log_dir: str | Path | None = None,
 ) -> None:
-    """Stage 2 on ``part``: its blocks' edges (reading one voxel of the fragments
-    behind it, so the superblocks behind must have theirs), then each of its
-    superblocks' rows stored as one shard, and the blocks' scratch removed."""
-    worker = _graph_worker(EdgeWorker, affs_path, frags_path, graph_dir)
+    """Stage 2 on ``part``: each of its superblocks' rows (its blocks' own, the edges
+    across their faces, and with ``long_range`` a blockwise pass of those) stored as
+    one shard, and the blocks' scratch removed. The faces behind a superblock are read
+    from the fragments, so the superblocks behind must have theirs."""
+    worker = _graph_worker(LongRangeWorker, affs_path, frags_path, graph_dir)
     plan = worker.plan
     if all(p.exists() for p in _stored(graph_dir, plan, part)):
         return
-    vs = arrays.open_array(frags_path).voxel_size
-    zero = Coordinate((0,) * vs.dims)
-    blockwise.run(
-        stage,
-        frags_path,
-        total_roi=part.grow(vs, zero),
-        read_roi=Roi(zero, worker.block).grow(vs, zero),
-        write_roi=Roi(zero, worker.block),
-        worker=worker,
-        num_workers=num_workers,
-        log_dir=log_dir,
-    )
+    if worker.options.long_range:
+        zero = Coordinate((0,) * part.dims)
+        block = Roi(zero, worker.block)
+        blockwise.run(stage, frags_path, part, block, block, worker, num_workers, log_dir)
+    frags = arrays.open_zarr(frags_path)
     for index, stored in zip(plan.within(part), _stored(graph_dir, plan, part), strict=True):
         blocks = blocks_dir(graph_dir, plan.name(index))
+        faces = {
+            tuple(map(int, p.name.removesuffix(".npz").split("_"))): p
+            for p in (blocks / FACES).glob("*.npz")
+        }
+        across = face_graph(faces, partial(_plane_behind, frags, plan.roi.begin, worker.block))
         meta = {"superblock": list(index), "part": arrays.format_roi(plan.roi_of(index))}
         stored.parent.mkdir(parents=True, exist_ok=True)
-        shard.write(stored, Graph.from_blocks(blocks), plan.roi, vs, meta=meta, replace=True)
+        graph = Graph.from_blocks(blocks, [across])
+        shard.write(stored, graph, plan.roi, frags.voxel_size, meta=meta, replace=True)
         shutil.rmtree(blocks)
+
+
+def _plane_behind(
+    frags: arrays.ZarrArray, begin: Coordinate, block: Coordinate, index: Sequence[int], axis: int
+) -> np.ndarray:
+    """The fragments of the voxel plane just behind block ``index`` along ``axis``."""
+    vs = frags.voxel_size
+    own = Roi(begin + block * Coordinate(index), block).intersect(frags.roi)
+    step = Coordinate(vs[a] if a == axis else 0 for a in range(vs.dims))
+    shape = Coordinate(vs[a] if a == axis else own.shape[a] for a in range(vs.dims))
+    return arrays.read(frags, Roi(own.begin - step, shape)).squeeze(axis)
 
 
 def fragments_blockwise(

@@ -8,12 +8,13 @@ that the long-range affinity channels join, what mutex watershed repels with.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .. import arrays
 
 #: affinity histogram bins per edge (for quantile merge functions)
 BINS = 32
@@ -75,6 +76,19 @@ class Graph:
     #: long-range edges (None: not computed; see ``FragmentOptions.long_range``)
     long_range: LongRange | None = None
 
+    @classmethod
+    def of_edges(
+        cls,
+        edges: np.ndarray | None = None,
+        stats: np.ndarray | None = None,
+        long_range: LongRange | None = None,
+    ) -> Graph:
+        """Rows of edges alone (across block faces, or long-range; default none): their
+        fragments' sizes come from the rows of the blocks holding them."""
+        edges = np.zeros((0, 2), np.uint64) if edges is None else edges
+        stats = np.zeros((0, 2 + BINS)) if stats is None else stats
+        return cls(np.zeros(0, np.uint64), np.zeros(0, np.int64), edges, stats, None, long_range)
+
     def identities(self) -> np.ndarray:
         return self.edges if self.idents is None else self.idents
 
@@ -128,17 +142,15 @@ class Graph:
 
     def save_block(self, path: Path) -> None:
         """One block's rows, as a job's resumable scratch (written whole, then renamed)."""
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, **self.columns())
-        os.replace(tmp, path)
+        arrays.write_npz(path, **self.columns())
 
     @classmethod
-    def from_blocks(cls, blocks_dir: str | Path) -> Graph:
-        """The graph of all blocks a job wrote into ``blocks_dir``."""
+    def from_blocks(cls, blocks_dir: str | Path, more: Sequence[Graph] = ()) -> Graph:
+        """The graph of all blocks a job wrote into ``blocks_dir``, and rows ``more``."""
         parts = [cls.from_columns(np.load(p)) for p in sorted(Path(blocks_dir).glob("*.npz"))]
         if not parts:
             raise FileNotFoundError(f"{blocks_dir}: no region graph blocks")
-        return cls.combine(parts)
+        return cls.combine([*parts, *more])
 
     @classmethod
     def combine(cls, parts: Sequence[Graph]) -> Graph:
@@ -207,22 +219,33 @@ def edges(
     ``frags``/``affs`` carry one voxel of context on the negative side of each axis.
     Returns the pairs (u < v) and their statistics rows (see Graph).
     """
-    pairs, values = [], []
     inner = tuple(slice(1, None) for _ in range(frags.ndim))
     first = frags.ndim - (dims or frags.ndim)
     u = frags[inner]
+    pairs, values = [], []
     for d in range(first, frags.ndim):
         back = tuple(slice(0, -1) if i == d else slice(1, None) for i in range(frags.ndim))
-        v = frags[back]
-        keep = (u != v) & (u > 0) & (v > 0)  # views: only the pairs kept are copied
-        kept_u, kept_v = u[keep], v[keep]
-        pairs.append(np.stack([np.minimum(kept_u, kept_v), np.maximum(kept_u, kept_v)], axis=1))
-        values.append(affs[d - first][inner][keep])
-    pairs_all = np.concatenate(pairs)
-    if len(pairs_all) == 0:
+        kept_pairs, kept_values = voxel_pairs(u, frags[back], affs[d - first][inner])
+        pairs.append(kept_pairs)
+        values.append(kept_values)
+    return edge_rows(np.concatenate(pairs), np.concatenate(values))
+
+
+def voxel_pairs(u: np.ndarray, v: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The fragment pairs (min, max) of voxels ``u`` and ``v`` (same shape) that lie in
+    two fragments, with their affinities ``values``; fragment 0 (none) makes no pair."""
+    keep = (u != v) & (u > 0) & (v > 0)  # views: only the pairs kept are copied
+    kept_u, kept_v = u[keep], v[keep]
+    return np.stack([np.minimum(kept_u, kept_v), np.maximum(kept_u, kept_v)], axis=1), values[keep]
+
+
+def edge_rows(pairs: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One edge (u < v) and statistics row (see Graph) per distinct pair of ``pairs``
+    (voxel pairs, with their affinities ``values``)."""
+    if len(pairs) == 0:
         return np.zeros((0, 2), np.uint64), np.zeros((0, 2 + BINS))
-    unique, inverse = unique_pairs(pairs_all)
-    value = np.concatenate(values).astype(np.float64)
+    unique, inverse = unique_pairs(pairs)
+    value = values.astype(np.float64)
     bins = np.minimum((value * BINS).astype(int), BINS - 1)
     value = np.round(value * QUANTUM) / QUANTUM  # sums exact in any order (see QUANTUM)
     n = len(unique)

@@ -20,7 +20,6 @@ own shard and its parent's labels.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from funlib.geometry import Coordinate, Roi
 
+from .. import arrays
 from ..superblocks import Superblocks
 from . import shard
 from .graph import Graph
@@ -136,7 +136,4 @@ def label_chunk(tree: Octree, level: int, chunk: Chunk, threshold: float) -> Non
 
 def save_labels(path: Path, nodes: np.ndarray, segments: np.ndarray) -> None:
     """A lookup table (region ids -> segment ids), written whole, then renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, nodes=nodes, segments=segments)
-    os.replace(tmp, path)
+    arrays.write_npz(path, nodes=nodes, segments=segments)

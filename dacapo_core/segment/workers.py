@@ -16,15 +16,16 @@ from funlib.geometry import Coordinate
 
 from .. import arrays, blockwise, codec
 from ..superblocks import Superblocks
+from .faces import FACES, block_graph, save_faces
 from .fragments import FragmentOptions, fragments
-from .graph import Graph, LongRange, edges, long_range_context, long_range_edges
+from .graph import Graph, long_range_context, long_range_edges
 from .octree import Octree
 from .relabel import relabel
 
 
 def blocks_dir(graph_dir: str | Path, name: str) -> Path:
-    """Where the edge stage's blocks of superblock ``name`` write their rows: its job's
-    resumable scratch, removed once the job has stored them as the superblock's shard."""
+    """Where the blocks of superblock ``name`` write their rows and faces: resumable
+    scratch, removed once the edge job has stored them as the superblock's shard."""
     return Path(graph_dir) / "blocks" / name
 
 
@@ -50,9 +51,15 @@ class GraphWorker(blockwise.BlockWorker):
     def index(self, block: daisy.Block) -> tuple[int, ...]:
         return tuple((block.write_roi.begin - self.plan.roi.begin) / self.block)
 
+    def rows(self, block: daisy.Block) -> Path:
+        """Where the block's rows go: its superblock's scratch, named by the block's index."""
+        superblock = self.plan.name(self.plan.index_of(block.write_roi.begin))
+        return blocks_dir(self.graph_dir, superblock) / ("_".join(map(str, self.index(block))))
+
 
 class FragmentWorker(GraphWorker):
-    """Fragments of a block, computed with context and cropped.
+    """Fragments of a block, computed with context and cropped; then, from the same
+    read, the block's own rows and faces (``faces``), which the edge stage joins.
 
     With context, the seeds and watershed basins near a block face are the ones
     a whole-volume run would find, so objects are not chopped into slivers there.
@@ -64,42 +71,32 @@ class FragmentWorker(GraphWorker):
         affs = codec.read_affinities(self.affs_array, self.affs, read)
         origin = (read.offset - self.affs_array.roi.offset) / vs
         ids = fragments(affs, self.options, self.dims, origin, self.affs_array.roi.shape / vs)
-        self.frags_array[block.write_roi] = ids[((block.write_roi - read.offset) / vs).to_slices()]
+        crop = ((block.write_roi - read.offset) / vs).to_slices()
+        own, own_affs = ids[crop], affs[(slice(0, self.dims), *crop)]
+        self.frags_array[block.write_roi] = own
+        rows = self.rows(block)
+        save_faces(rows.parent / FACES / f"{rows.name}.npz", own, own_affs, self.dims)
+        block_graph(own, own_affs, self.dims).save_block(rows.with_suffix(".npz"))
 
 
-class EdgeWorker(GraphWorker):
-    """Edges of a block's voxels with those behind them (nearest neighbours; with
-    ``long_range``, also the pairs of the long-range offsets, read with their context)."""
+class LongRangeWorker(GraphWorker):
+    """A block's long-range edges: pairs of the long-range offsets from its voxels, with
+    the fragments read around it (all blocks' fragments must be done)."""
 
     def setup(self) -> None:
         super().setup()
-        self.offsets = arrays.long_range_offsets(self.affs) if self.options.long_range else []
+        self.offsets = arrays.long_range_offsets(self.affs)
 
     def process(self, block: daisy.Block) -> None:
         vs = self.frags_array.voxel_size
-        read = block.write_roi.grow(vs, Coordinate((0,) * vs.dims))
-        frags = arrays.read(self.frags_array, read)
-        affs = codec.read_affinities(self.affs_array, self.affs, read)
-        pairs, stats = edges(frags, affs, self.dims)
-        inner = (slice(1, None),) * frags.ndim
-        nodes, sizes = np.unique(frags[inner], return_counts=True)
-        inside = nodes > 0
-        superblock = self.plan.name(self.plan.index_of(block.write_roi.begin))
-        rows = blocks_dir(self.graph_dir, superblock)
-        rows.mkdir(parents=True, exist_ok=True)
-        name = rows / ("_".join(map(str, self.index(block))) + ".npz")
-        long_range = self.long_range(block, affs[(slice(self.dims, None), *inner)])
-        Graph(nodes[inside], sizes[inside], pairs, stats, long_range=long_range).save_block(name)
-
-    def long_range(self, block: daisy.Block, affs: np.ndarray) -> LongRange | None:
-        """The block's long-range edges (``affs``: its long-range channels), if wanted."""
-        if not self.offsets:
-            return None
-        vs = self.frags_array.voxel_size
+        affs = codec.read_affinities(self.affs_array, self.affs, block.write_roi)
         behind, ahead = long_range_context(self.offsets)
         read = block.write_roi.grow(vs * Coordinate(behind), vs * Coordinate(ahead))
         frags = arrays.read(self.frags_array, read)
-        return long_range_edges(frags, affs, self.offsets, behind)
+        long_range = long_range_edges(frags, affs[self.dims :], self.offsets, behind)
+        rows = self.rows(block)
+        rows.parent.mkdir(parents=True, exist_ok=True)
+        Graph.of_edges(long_range=long_range).save_block(rows.with_suffix(".long.npz"))
 
 
 @dataclass
