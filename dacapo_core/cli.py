@@ -14,13 +14,16 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 from funlib.geometry import Coordinate
 
 from . import arrays, profiles, tta
 from .blockwise import BlockwiseError
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .segment.fragments import FragmentOptions
 
 
 def _roi(text: str | None):
@@ -51,8 +54,22 @@ def cmd_predict(args: argparse.Namespace) -> None:
     )
 
 
-def cmd_segment(args: argparse.Namespace) -> None:
+def _fragment_options(args: argparse.Namespace) -> FragmentOptions:
+    """The segment command's fragment options; a bad value is one line naming its flag."""
+    from pydantic import ValidationError
+
     from .config import FragmentOptions
+
+    try:
+        return FragmentOptions(
+            method=args.fragments, seed_distance=args.seed_distance, context=args.context
+        )
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise UserError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+
+
+def cmd_segment(args: argparse.Namespace) -> None:
     from .segment import segment_blockwise
 
     segment_blockwise(
@@ -64,7 +81,7 @@ def cmd_segment(args: argparse.Namespace) -> None:
         _roi(args.roi),
         args.block_shape,
         args.workers,
-        options=FragmentOptions(method=args.fragments, seed_distance=args.seed_distance),
+        options=_fragment_options(args),
         superblock_shape=args.superblock_shape,
     )
 
@@ -237,6 +254,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--fragments", default="seeded", choices=["seeded", "waterz"])
     s.add_argument(
         "--seed-distance", type=int, default=3, help="seeded: minimal seed spacing (voxels)"
+    )
+    s.add_argument(
+        "--context", type=int, default=16, help="voxels read around each block for its fragments"
     )
     s.set_defaults(func=cmd_segment)
 

@@ -1,7 +1,7 @@
 """Hierarchical agglomeration over an octree of chunks equals the whole-graph one.
 
 Graph-level: fragments of a whole volume, cut into blocks whose rows are written
-as the edge stage writes them, blocks grouped into 27 chunks. No daisy, no files.
+as the fragment and edge stages write them, blocks grouped into 27 chunks. No daisy, no files.
 """
 
 from __future__ import annotations

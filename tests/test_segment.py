@@ -13,7 +13,7 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from dacapo_core import arrays
+from dacapo_core import arrays, cli
 from dacapo_core.blockwise import BlockwiseError
 from dacapo_core.config import FragmentOptions
 from dacapo_core.demo import cells, membranes
@@ -310,3 +310,17 @@ def test_quantile_scores_rank_the_affinities_as_waterz(percent):
     row = np.zeros((1, 2 + BINS))
     row[0, 2], row[0, 2 + 5] = percent, 100 - percent
     assert scoring(f"hist_quant_{percent}")(row)[0] == 1.0 - 5.5 / BINS
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "problem"),
+    [("--context", "-1", "greater than or equal to 0"), ("--seed-distance", "0", "to 1")],
+)
+def test_cli_names_a_bad_fragment_option_in_one_line(tmp_path, capsys, flag, value, problem):
+    affs = f"{tmp_path}/s.zarr/affs"
+    arrays.write_numpy(affs, np.ones((3, 8, 8, 8), np.float32), Coordinate(1, 1, 1))
+    argv = ["segment", "--affinities", affs, "--out", f"{tmp_path}/s.zarr/seg"]
+    assert cli.main([*argv, "--threshold", "0.5", flag, value]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"dacapo-flow segment: error: {flag}: ") and line.endswith(problem)
+    assert not os.path.exists(f"{tmp_path}/s.zarr/seg")

@@ -5,11 +5,12 @@ Each stage is a module of plain array code (``fragments``, ``graph``,
 blocks of zarr arrays, and ``blockwise`` runs the workers as jobs.
 
 1. ``FragmentWorker``: watershed fragments per block (seeded, or waterz's), with
-   context, ids unique across blocks.
-2. ``EdgeWorker``: region-graph edges per block, reading one voxel of context on
-   the negative faces, so that edges across block faces exist. Each block writes
-   its rows as scratch; each superblock's rows are stored as one SQLite shard
-   (``shard``, docs/graph.md).
+   context, ids unique across blocks; from the same read, the block's own rows
+   (fragment sizes, edges between its voxels) and its face planes (``faces``).
+2. The edge stage joins each block's first plane with the last plane of the block
+   behind it into the edges across their face (``LongRangeWorker`` adds the
+   long-range edges blockwise where wanted). Blocks write their rows as scratch;
+   each superblock's rows are stored as one SQLite shard (``shard``, docs/graph.md).
 3. Agglomeration (mean or a quantile of affinities, small fragments first):
    ``merge_history`` records the whole graph's merges once, so that any threshold
    is a prefix of it (the validation sweep); ``hierarchy`` / ``octree`` make the
@@ -40,7 +41,9 @@ from typing import Any
 _EXPORTS = {
     "shard": "shard",
     **dict.fromkeys(["MergeHistory", "merge_history", "scoring"], "agglomerate"),
-    **dict.fromkeys(["EdgeWorker", "FragmentWorker", "GraphWorker", "RelabelWorker"], "workers"),
+    **dict.fromkeys(
+        ["FragmentWorker", "GraphWorker", "LongRangeWorker", "RelabelWorker"], "workers"
+    ),
     **dict.fromkeys(
         [
             "fragment_dims",

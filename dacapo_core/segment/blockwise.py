@@ -102,7 +102,7 @@ def fragments_plan(frags_path: str | Path) -> Superblocks:
 def _graph_worker(
     cls: type[GraphWorker], affs_path: str, frags_path: str, graph_dir: str | Path
 ) -> GraphWorker:
-    """A fragment or edge worker with the geometry and options ``prepare_fragments``
+    """A fragment or long-range edge worker with the geometry and options ``prepare_fragments``
     recorded in the fragments array."""
     attrs = zarr.open(str(frags_path), mode="r").attrs
     options = FragmentOptions.model_validate(attrs["fragments"])

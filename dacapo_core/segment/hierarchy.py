@@ -186,9 +186,9 @@ def _summary(level: Mapping[Chunk, ChunkResult]) -> Level:
 
 
 def block_rows(frags: np.ndarray, affs: np.ndarray, block: Sequence[int], start: Chunk) -> Graph:
-    """The rows the edge stage writes for the block at ``start`` (voxels), from whole
-    in-memory volumes: its fragments' sizes, and edges with one voxel of context on
-    the negative side (none before the volume starts)."""
+    """The rows of the block at ``start`` (voxels), from whole in-memory volumes: its
+    fragments' sizes, and edges with one voxel of context on the negative side (none
+    before the volume starts). The fragment and edge stages' rows add up to these."""
     inner = tuple(slice(s, s + b) for s, b in zip(start, block, strict=True))
     read = tuple(slice(max(s - 1, 0), s + b) for s, b in zip(start, block, strict=True))
     pad = [(int(s == 0), 0) for s in start]

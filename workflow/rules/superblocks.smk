@@ -3,7 +3,9 @@
 # For each staged array one job creates it whole (`prepare_*`), superblock jobs
 # write their disjoint chunks and a small done-file, and a last job publishes it
 # under its final name (`publish_*`, which the rules for one superblock make
-# otherwise). Killed, a superblock job reruns only its unfinished blocks.
+# otherwise). Creating and publishing touch metadata only: they run where
+# Snakemake runs (`localrule`), not as cluster jobs that wait in the queue.
+# Killed, a superblock job reruns only its unfinished blocks.
 # Trained runs only: an ensemble's target is one superblock for now (and may share
 # its name with a member's target cut into superblocks).
 
@@ -27,6 +29,7 @@ rule prepare_prediction:
     wildcard_constraints:
         run=TRAINED_RUNS,
         target=SUPERBLOCK_TARGETS,
+    localrule: True
     conda:
         "../../envs/dacapo-flow.yaml"
     script:
@@ -91,6 +94,7 @@ rule prepare_fragments:
     wildcard_constraints:
         run=TRAINED_RUNS,
         target=SUPERBLOCK_TARGETS,
+    localrule: True
     conda:
         "../../envs/dacapo-flow.yaml"
     script:
@@ -214,6 +218,7 @@ rule prepare_segmentation:
     wildcard_constraints:
         run=TRAINED_RUNS,
         target=SUPERBLOCK_TARGETS,
+    localrule: True
     conda:
         "../../envs/dacapo-flow.yaml"
     script:
