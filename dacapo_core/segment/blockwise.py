@@ -102,7 +102,7 @@ def fragments_plan(frags_path: str | Path) -> Superblocks:
 def _graph_worker(
     cls: type[GraphWorker], affs_path: str, frags_path: str, graph_dir: str | Path
 ) -> GraphWorker:
-    """A fragment or long-range edge worker with the geometry and options ``prepare_fragments``
+    """A fragment or long-range worker with the geometry and options ``prepare_fragments``
     recorded in the fragments array."""
     attrs = zarr.open(str(frags_path), mode="r").attrs
     options = FragmentOptions.model_validate(attrs["fragments"])
@@ -175,10 +175,7 @@ def edges_part(
     frags = arrays.open_zarr(frags_path)
     for index, stored in zip(plan.within(part), _stored(graph_dir, plan, part), strict=True):
         blocks = blocks_dir(graph_dir, plan.name(index))
-        faces = {
-            tuple(map(int, p.name.removesuffix(".npz").split("_"))): p
-            for p in (blocks / FACES).glob("*.npz")
-        }
+        faces = {plan.parse(p.name.removesuffix(".npz")): p for p in (blocks / FACES).glob("*.npz")}
         across = face_graph(faces, partial(_plane_behind, frags, plan.roi.begin, worker.block))
         meta = {"superblock": list(index), "part": arrays.format_roi(plan.roi_of(index))}
         stored.parent.mkdir(parents=True, exist_ok=True)

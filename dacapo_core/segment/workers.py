@@ -54,7 +54,7 @@ class GraphWorker(blockwise.BlockWorker):
     def rows(self, block: daisy.Block) -> Path:
         """Where the block's rows go: its superblock's scratch, named by the block's index."""
         superblock = self.plan.name(self.plan.index_of(block.write_roi.begin))
-        return blocks_dir(self.graph_dir, superblock) / ("_".join(map(str, self.index(block))))
+        return blocks_dir(self.graph_dir, superblock) / Superblocks.name(self.index(block))
 
 
 class FragmentWorker(GraphWorker):
@@ -94,9 +94,7 @@ class LongRangeWorker(GraphWorker):
         read = block.write_roi.grow(vs * Coordinate(behind), vs * Coordinate(ahead))
         frags = arrays.read(self.frags_array, read)
         long_range = long_range_edges(frags, affs[self.dims :], self.offsets, behind)
-        rows = self.rows(block)
-        rows.parent.mkdir(parents=True, exist_ok=True)
-        Graph.of_edges(long_range=long_range).save_block(rows.with_suffix(".long.npz"))
+        Graph.of_edges(long_range=long_range).save_block(self.rows(block).with_suffix(".long.npz"))
 
 
 @dataclass
