@@ -60,11 +60,10 @@ def affinities(path: str, edge: int) -> None:
 
 def segment(affs: str, out: str, superblock: int | None, block: int = 24) -> float:
     """``dacapo-flow segment`` in its own process tree; its peak memory (MiB). Dense
-    fragments (seeds 1 voxel apart): a large region graph for the volume; little
-    context around blocks (memory is the graph's: the blocks' watersheds stay small)."""
+    fragments (seeds 1 voxel apart): a large region graph for the volume."""
     cli = [sys.executable, "-m", "dacapo_core.cli", "segment", "--affinities", affs]
     cli += ["--out", out, "--threshold", "0.5", "--min-size", "50", "--workers", "1"]
-    cli += ["--seed-distance", "1", "--context", "4"]
+    cli += ["--seed-distance", "1"]
     cli += ["--block-shape", *[str(block)] * 3]
     if superblock:
         cli += ["--superblock-shape", *[str(superblock)] * 3]
