@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from dacapo_core.segment.faces import block_graph, face_graph, save_faces
+from dacapo_core.segment.faces import block_graph, face_graph, faces_in, faces_path, save_faces
 from dacapo_core.segment.graph import Graph, edges
 
 
@@ -20,14 +20,13 @@ def test_block_rows_and_faces_add_up_to_the_whole_volume_graph(tmp_path, dims):
     shape, block = (10, 9, 11), (4, 4, 4)  # the last blocks are cut by the volume
     frags = rng.integers(0, 12, size=shape).astype(np.uint64)  # 0: no fragment
     affs = rng.random((dims, *shape)).astype(np.float32)
-    parts, superblocks = [], ({}, {})
+    parts = []
     for start in itertools.product(*(range(0, s, b) for s, b in zip(shape, block, strict=True))):
         index = tuple(s // b for s, b in zip(start, block, strict=True))
         own = tuple(slice(s, s + b) for s, b in zip(start, block, strict=True))
         parts.append(block_graph(frags[own], affs[(slice(None), *own)], dims))
-        path = tmp_path / f"{'_'.join(map(str, index))}.npz"
+        path = faces_path(tmp_path / f"sb{index[2] >= 2}", index)
         save_faces(path, frags[own], affs[(slice(None), *own)], dims)
-        superblocks[index[2] >= 2][index] = path
 
     def plane_behind(index: tuple[int, ...], axis: int) -> np.ndarray:
         at: list[slice | int] = [
@@ -36,6 +35,8 @@ def test_block_rows_and_faces_add_up_to_the_whole_volume_graph(tmp_path, dims):
         at[axis] = index[axis] * block[axis] - 1
         return frags[tuple(at)]
 
+    superblocks = [faces_in(tmp_path / f"sb{far}") for far in (False, True)]
+    assert sum(map(len, superblocks)) == len(parts)
     joined = Graph.combine([*parts, *(face_graph(sb, plane_behind) for sb in superblocks)])
     pad = [(1, 0)] * 3
     whole_edges, whole_stats = edges(np.pad(frags, pad), np.pad(affs, [(0, 0), *pad]), dims)

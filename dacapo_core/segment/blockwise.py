@@ -19,7 +19,7 @@ from ..geometry import lift
 from ..stages import AgglomerateStage, MutexStage, SegmentStage
 from ..superblocks import Superblocks
 from . import shard
-from .faces import FACES, face_graph
+from .faces import face_graph, faces_in
 from .fragments import FragmentOptions
 from .graph import Graph
 from .mutex import mutex_lookup
@@ -175,8 +175,8 @@ def edges_part(
     frags = arrays.open_zarr(frags_path)
     for index, stored in zip(plan.within(part), _stored(graph_dir, plan, part), strict=True):
         blocks = blocks_dir(graph_dir, plan.name(index))
-        faces = {plan.parse(p.name.removesuffix(".npz")): p for p in (blocks / FACES).glob("*.npz")}
-        across = face_graph(faces, partial(_plane_behind, frags, plan.roi.begin, worker.block))
+        behind = partial(_plane_behind, frags, plan.roi.begin, worker.block)
+        across = face_graph(faces_in(blocks), behind)
         meta = {"superblock": list(index), "part": arrays.format_roi(plan.roi_of(index))}
         stored.parent.mkdir(parents=True, exist_ok=True)
         graph = Graph.from_blocks(blocks, [across])

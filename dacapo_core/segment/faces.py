@@ -16,11 +16,24 @@ from pathlib import Path
 import numpy as np
 
 from .. import arrays
+from ..superblocks import Superblocks
 from .graph import Graph, edge_rows, voxel_pairs
 
-#: per block, the planes its face edges need: ``low{d}`` / ``high{d}`` (fragments of
-#: the first / last plane along axis d) and ``affs{d}`` (affinities of the first)
+#: the folder, in a superblock's scratch, of its blocks' face planes: per block (named by
+#: its index) ``low{d}`` / ``high{d}``, the fragments of its first / last plane along
+#: axis d, and ``affs{d}``, the affinities of the first
 FACES = "faces"
+
+
+def faces_path(blocks: Path, index: tuple[int, ...]) -> Path:
+    """The faces file of block ``index`` in the scratch folder ``blocks``."""
+    return blocks / FACES / f"{Superblocks.name(index)}.npz"
+
+
+def faces_in(blocks: Path) -> dict[tuple[int, ...], Path]:
+    """Block index -> its faces file, for the blocks that wrote theirs into ``blocks``."""
+    found = (blocks / FACES).glob("*.npz")
+    return {Superblocks.parse(p.name.removesuffix(".npz")): p for p in found}
 
 
 def _along(ndim: int, axis: int, part: slice) -> tuple[slice, ...]:

@@ -16,7 +16,7 @@ from funlib.geometry import Coordinate
 
 from .. import arrays, blockwise, codec
 from ..superblocks import Superblocks
-from .faces import FACES, block_graph, save_faces
+from .faces import block_graph, faces_path, save_faces
 from .fragments import FragmentOptions, fragments
 from .graph import Graph, long_range_context, long_range_edges
 from .octree import Octree
@@ -75,7 +75,7 @@ class FragmentWorker(GraphWorker):
         own, own_affs = ids[crop], affs[(slice(0, self.dims), *crop)]
         self.frags_array[block.write_roi] = own
         rows = self.rows(block)
-        save_faces(rows.parent / FACES / f"{rows.name}.npz", own, own_affs, self.dims)
+        save_faces(faces_path(rows.parent, self.index(block)), own, own_affs, self.dims)
         block_graph(own, own_affs, self.dims).save_block(rows.with_suffix(".npz"))
 
 
