@@ -23,12 +23,12 @@ UV ?= $(or $(shell command -v uv 2>/dev/null),$(BIN)/uv)
 FIND_LINKS ?= $(shell $(PYTHON) -m pip config list 2>/dev/null \
 	| sed -n "s/^[^=]*find-links='\(.*\)'$$/\1/p" | tr ' ' '\n' | sort -u)
 
-$(BIN)/dacapo-flow: requirements/lock.txt requirements/dev.txt pyproject.toml
+$(BIN)/dacapo-flow: requirements/lock.txt requirements/dev.txt pyproject.toml dacapo_core/segment/_flood.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	test -x $(UV) || $(BIN)/pip install -q -c requirements/dev.txt uv
 	$(UV) pip sync -q --compile-bytecode --python $(BIN)/python \
 		$(addprefix --find-links ,$(FIND_LINKS)) requirements/lock.txt requirements/dev.txt
-	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
+	$(UV) pip install -q --python $(BIN)/python --no-deps --reinstall-package dacapo-flow -e .
 	$(UV) pip check -q --python $(BIN)/python
 	touch $@
 

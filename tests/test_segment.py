@@ -27,7 +27,7 @@ from dacapo_core.segment import (
     segment_blockwise,
 )
 from dacapo_core.segment.agglomerate import scoring
-from dacapo_core.segment.fragments import _distance, _first_maxima, fragments
+from dacapo_core.segment.fragments import _depth, _first_maxima, fragments
 from dacapo_core.segment.graph import BINS, unique_pairs
 from dacapo_core.segment.relabel import relabel
 
@@ -291,15 +291,18 @@ def test_a_seedless_piece_is_seeded_at_its_first_maximum():
     assert _first_maxima(distance, pieces, pieces == 2).tolist() == [3]
 
 
-def test_distance_to_boundaries_is_scipys_bit_for_bit():
-    """The seeded watershed's seeds and basins depend on the distances' ties: edt's
-    transform must give scipy's values exactly (2D, 3D, no voxel outside, none inside)."""
+def test_depth_is_ordered_as_scipys_distance_to_boundaries_ties_included():
+    """The seeded watershed's seeds and basins depend on the distances' order and ties:
+    edt's squared distances must rank as scipy's distances exactly (2D, 3D, no voxel
+    outside, none inside)."""
     rng = np.random.default_rng(11)
     smooth = [ndimage.gaussian_filter(rng.uniform(size=s), 2) for s in [(30, 41, 23), (50, 37)]]
     masks = [s > 0.5 for s in smooth]
     masks += [np.ones((9, 9, 9), bool), np.zeros((4, 5, 6), bool)]
     for inside in masks:
-        assert np.array_equal(_distance(inside), ndimage.distance_transform_edt(inside))
+        ranks = np.unique(ndimage.distance_transform_edt(inside), return_inverse=True)[1]
+        depth_ranks = np.unique(_depth(inside), return_inverse=True)[1]
+        assert np.array_equal(depth_ranks, ranks)
 
 
 @pytest.mark.parametrize("percent", [29, 50, 57, 75])

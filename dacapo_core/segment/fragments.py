@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from ..strict import Strict
+from .flood import flood
 
 
 class FragmentOptions(Strict):
@@ -108,22 +109,21 @@ def _seeded_watershed(
     voxels are still assigned, so neighbouring fragments share edges.
     Returns the basins and the seeds, both labelled 1..n alike.
     """
-    # imported here: they take most of a worker process's start-up, and only the
-    # fragment stage needs them (the edge and relabel workers import this module too)
+    # imported here: it takes much of a worker process's start-up, and only the
+    # fragment stage needs it (the edge and relabel workers import this module too)
     from scipy import ndimage
-    from skimage.segmentation import watershed
 
     inside = nn.mean(axis=0) > threshold
-    distance = _distance(inside)
-    peaks = (ndimage.maximum_filter(distance, size=2 * seed_distance + 1) == distance) & inside
+    depth = _depth(inside)
+    peaks = (ndimage.maximum_filter(depth, size=2 * seed_distance + 1) == depth) & inside
     # every interior piece gets a seed, however small (pieces cut by a block face are)
     pieces, n = ndimage.label(inside)
     seeded = np.zeros(n + 1, dtype=bool)
     seeded[pieces[peaks]] = True
     seeded[0] = True  # the boundary is no piece
-    np.put(peaks, _first_maxima(distance, pieces, ~seeded[pieces]), True)
+    np.put(peaks, _first_maxima(depth, pieces, ~seeded[pieces]), True)
     seeds, _ = ndimage.label(peaks)
-    return watershed(-distance, seeds), seeds
+    return flood(depth.max(initial=0) - depth, seeds), seeds
 
 
 def _first_maxima(values: np.ndarray, labels: np.ndarray, where: np.ndarray) -> np.ndarray:
@@ -142,12 +142,14 @@ def _first_maxima(values: np.ndarray, labels: np.ndarray, where: np.ndarray) -> 
     return at[order[first]]
 
 
-def _distance(inside: np.ndarray) -> np.ndarray:
-    """scipy's ``distance_transform_edt(inside)``, bit for bit, 2.5 times faster.
+def _depth(inside: np.ndarray) -> np.ndarray:
+    """Integers ordered exactly as the distance of each voxel to the boundary (ties
+    included): peaks, their order and the flooding are the distance's, without floats.
 
-    Both are exact: edt's squared distances are integers (exact in its float32 below
-    2**24), and scipy's distances are the float64 square roots of the same integers.
-    scipy remains where edt differs: no voxel outside (edt: infinite), or far interiors.
+    edt's squared distances where it applies (integers, exact in its float32 below 2**24,
+    2.5 times faster than scipy, whose distances are their float64 square roots: distinct
+    integers have distinct roots); else the ranks of scipy's distances (no voxel outside,
+    where edt's are infinite, or far interiors).
     """
     import edt
     from scipy import ndimage
@@ -155,5 +157,6 @@ def _distance(inside: np.ndarray) -> np.ndarray:
     if inside.ndim <= 3 and not inside.all():
         squared = edt.edtsq(inside, black_border=False, parallel=1)
         if squared.max(initial=0) < 2**24:
-            return np.sqrt(squared, dtype=np.float64)
-    return ndimage.distance_transform_edt(inside)
+            return squared.astype(np.int32)
+    distance = ndimage.distance_transform_edt(inside)
+    return np.unique(distance, return_inverse=True)[1].reshape(inside.shape).astype(np.int32)
