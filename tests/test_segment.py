@@ -27,7 +27,13 @@ from dacapo_core.segment import (
     segment_blockwise,
 )
 from dacapo_core.segment.agglomerate import scoring
-from dacapo_core.segment.fragments import _depth, _first_maxima, fragments
+from dacapo_core.segment.fragments import (
+    _depth,
+    _first_maxima,
+    _label,
+    _maximum_filter,
+    fragments,
+)
 from dacapo_core.segment.graph import BINS, unique_pairs
 from dacapo_core.segment.relabel import relabel
 
@@ -303,6 +309,23 @@ def test_depth_is_ordered_as_scipys_distance_to_boundaries_ties_included():
         ranks = np.unique(ndimage.distance_transform_edt(inside), return_inverse=True)[1]
         depth_ranks = np.unique(_depth(inside), return_inverse=True)[1]
         assert np.array_equal(depth_ranks, ranks)
+
+
+@pytest.mark.parametrize("shape", [(30, 41, 23), (50, 37), (2, 9, 5), (1, 1, 7)])
+@pytest.mark.parametrize("radius", [1, 3, 8])
+def test_maximum_filter_and_labels_are_scipys(shape, radius):
+    """Seeds are the depth's local maxima and their face-connected pieces: as scipy's
+    maximum_filter (reflected border) and label find them, on axes shorter than the
+    window too."""
+    rng = np.random.default_rng(radius)
+    depth = rng.integers(0, 6, shape).astype(np.int32)
+    expected = ndimage.maximum_filter(depth, size=2 * radius + 1)
+    assert np.array_equal(_maximum_filter(depth, radius), expected)
+    pieces, n = _label(depth > 2)
+    scipys, scipy_n = ndimage.label(depth > 2)
+    assert n == scipy_n and np.array_equal(pieces > 0, scipys > 0)
+    pairs = np.unique(np.stack([pieces.ravel(), scipys.ravel()]), axis=1)
+    assert pairs.shape[1] == n + 1  # one label of each for every piece: the same partition
 
 
 @pytest.mark.parametrize("percent", [29, 50, 57, 75])

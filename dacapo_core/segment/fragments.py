@@ -109,21 +109,44 @@ def _seeded_watershed(
     voxels are still assigned, so neighbouring fragments share edges.
     Returns the basins and the seeds, both labelled 1..n alike.
     """
-    # imported here: it takes much of a worker process's start-up, and only the
-    # fragment stage needs it (the edge and relabel workers import this module too)
-    from scipy import ndimage
-
     inside = nn.mean(axis=0) > threshold
     depth = _depth(inside)
-    peaks = (ndimage.maximum_filter(depth, size=2 * seed_distance + 1) == depth) & inside
+    peaks = (_maximum_filter(depth, seed_distance) == depth) & inside
     # every interior piece gets a seed, however small (pieces cut by a block face are)
-    pieces, n = ndimage.label(inside)
+    pieces, n = _label(inside)
     seeded = np.zeros(n + 1, dtype=bool)
     seeded[pieces[peaks]] = True
     seeded[0] = True  # the boundary is no piece
     np.put(peaks, _first_maxima(depth, pieces, ~seeded[pieces]), True)
-    seeds, _ = ndimage.label(peaks)
+    seeds, _ = _label(peaks)
     return flood(depth.max(initial=0) - depth, seeds), seeds
+
+
+def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """Face-connected components of ``mask``, labelled 1..n (``scipy.ndimage.label``'s
+    partition; the numbers may differ, and nothing here depends on them). cc3d: twice
+    as fast, and it imports nothing beyond numpy, where scipy.ndimage alone took a third
+    of a fragment worker's start-up."""
+    import cc3d
+
+    return cc3d.connected_components(mask, connectivity=2 * mask.ndim, return_N=True)
+
+
+def _maximum_filter(values: np.ndarray, radius: int) -> np.ndarray:
+    """``scipy.ndimage.maximum_filter(values, size=2 * radius + 1)``, exactly: the
+    maximum over the cube of that side, clipped to the array (scipy's default reflected
+    border only repeats values the clipped window holds). Separable, a shifted maximum
+    per offset and axis: three times faster on a block, and without scipy's import."""
+    out = values
+    for axis in range(values.ndim):
+        along, out = out, out.copy()
+        for shift in range(1, min(radius, values.shape[axis] - 1) + 1):
+            ahead = [slice(None)] * values.ndim
+            behind = [slice(None)] * values.ndim
+            ahead[axis], behind[axis] = slice(shift, None), slice(None, -shift)
+            np.maximum(out[tuple(behind)], along[tuple(ahead)], out=out[tuple(behind)])
+            np.maximum(out[tuple(ahead)], along[tuple(behind)], out=out[tuple(ahead)])
+    return out
 
 
 def _first_maxima(values: np.ndarray, labels: np.ndarray, where: np.ndarray) -> np.ndarray:
@@ -152,11 +175,12 @@ def _depth(inside: np.ndarray) -> np.ndarray:
     where edt's are infinite, or far interiors).
     """
     import edt
-    from scipy import ndimage
 
     if inside.ndim <= 3 and not inside.all():
         squared = edt.edtsq(inside, black_border=False, parallel=1)
         if squared.max(initial=0) < 2**24:
             return squared.astype(np.int32)
+    from scipy import ndimage  # here: its import is a third of a worker's start-up
+
     distance = ndimage.distance_transform_edt(inside)
     return np.unique(distance, return_inverse=True)[1].reshape(inside.shape).astype(np.int32)
