@@ -144,6 +144,8 @@ class _Regions:
         while heap:
             item = heapq.heappop(heap)
             score, _, u, v = item
+            if score >= below and not self.frozen:
+                break  # the rest scores no lower: no merge, and none can freeze a region
             if v not in self.adjacency.get(u, {}) or self.entry(u, v) != item:
                 continue  # stale: a region merged or the edge changed since
             if u in self.frozen or v in self.frozen:  # the other waits on a frozen region
