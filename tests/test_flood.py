@@ -62,3 +62,4 @@ def test_a_marker_on_the_top_level_floods_as_scikit_image():
 def test_no_marker_floods_nothing():
     levels = np.arange(24).reshape(2, 3, 4)
     assert not flood(levels, np.zeros(levels.shape, np.int32)).any()
+    assert flood(levels[:0], np.zeros((0, 3, 4), np.int32)).shape == (0, 3, 4)

@@ -33,7 +33,7 @@ def flood(levels: np.ndarray, markers: np.ndarray) -> np.ndarray:
         top += 1  # a marker on the top level: its ties need the whole heap
     age_bits = (levels.size + 1).bit_length()
     kernel = _compiled()
-    if kernel is None or top.bit_length() + age_bits > _KEY_BITS or markers.max() >= 2**31:
+    if kernel is None or top.bit_length() + age_bits > _KEY_BITS or markers.max(initial=0) >= 2**31:
         from skimage.segmentation import watershed
 
         return watershed(levels, markers)
