@@ -136,7 +136,7 @@ def _maximum_filter(values: np.ndarray, radius: int) -> np.ndarray:
     """``scipy.ndimage.maximum_filter(values, size=2 * radius + 1)``, exactly: the
     maximum over the cube of that side, clipped to the array (scipy's default reflected
     border only repeats values the clipped window holds). Separable, a shifted maximum
-    per offset and axis: three times faster on a block, and without scipy's import."""
+    per offset and axis: 2.5 times faster on a 96^3 block, and without scipy's import."""
     out = values
     for axis in range(values.ndim):
         along, out = out, out.copy()
