@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ import numpy as np
 import zarr
 from funlib.geometry import Coordinate, Roi
 
+from .chunk_cache import ChunkCache
 from .errors import UserError
 
 if TYPE_CHECKING:  # imported where used: it pulls in dask, xarray and pandas (over a second)
@@ -92,6 +93,8 @@ class ZarrArray:
     data: zarr.Array
     voxel_size: Coordinate
     offset: Coordinate
+    #: where reads come from decoded chunks kept between them (see ``cached``)
+    cache: ChunkCache | None = None
 
     @classmethod
     def of(cls, array: Array) -> ZarrArray | None:
@@ -117,8 +120,18 @@ class ZarrArray:
         shared = self.roi.intersect(roi)
         if not shared.empty:
             into = ((shared - roi.offset) / self.voxel_size).to_slices()
-            out[(Ellipsis, *into)] = self.data[(Ellipsis, *self._slices(shared))]
+            inside = self._slices(shared)
+            if self.cache is None:
+                out[(Ellipsis, *into)] = self.data[(Ellipsis, *inside)]
+            else:
+                whole = tuple(slice(0, n) for n in channels)
+                out[(Ellipsis, *into)] = self.cache.read((*whole, *inside))
         return out
+
+    def cached(self, window: Coordinate) -> ZarrArray:
+        """This array read through a ``ChunkCache`` sized for reads of ``window`` (world
+        units): overlapping reads share the chunks it keeps. Read-only."""
+        return replace(self, cache=ChunkCache(self.data, window / self.voxel_size))
 
     def __setitem__(self, roi: Roi, value: np.ndarray) -> None:
         if not self.roi.contains(roi):

@@ -12,6 +12,7 @@ import zarr
 from funlib.geometry import Coordinate, Roi
 
 from dacapo_core import arrays
+from dacapo_core.chunk_cache import ChunkCache
 
 
 @pytest.fixture
@@ -45,9 +46,11 @@ def test_read_equals_funlibs_to_ndarray(stored, roi, fill):
 
 
 @pytest.mark.parametrize("roi", [Roi((8, 16, 24), (80, 96, 64)), Roi((0, 0, 0), (40, 40, 40))])
-def test_a_worker_opens_arrays_with_zarr_as_funlib_does(stored, roi, tmp_path):
+@pytest.mark.parametrize("cache", [None, (8, 8, 8), (200, 200, 200)])  # world units
+def test_a_worker_opens_arrays_with_zarr_as_funlib_does(stored, roi, cache, tmp_path):
     for name, array in zip(("affs", "labels"), stored, strict=True):
         direct = arrays.open_zarr(f"{tmp_path}/a.zarr/{name}")
+        direct = direct.cached(Coordinate(cache)) if cache else direct
         assert isinstance(direct.data, zarr.Array)  # not through funlib
         assert (direct.voxel_size, direct.offset, direct.roi) == (
             array.voxel_size,
@@ -55,7 +58,35 @@ def test_a_worker_opens_arrays_with_zarr_as_funlib_does(stored, roi, tmp_path):
             array.roi,
         )
         assert direct.channel_dims == array.channel_dims
-        assert np.array_equal(arrays.read(direct, roi, 5), array.to_ndarray(roi, fill_value=5))
+        for _ in range(2):  # the second read from the chunks the first kept
+            found = arrays.read(direct, roi, 5)
+            assert np.array_equal(found, array.to_ndarray(roi, fill_value=5))
+
+
+def test_the_chunk_cache_reads_as_zarr_and_keeps_the_last_chunks_used(tmp_path):
+    """Selections across chunk borders, channels chunked apart, clipped edge chunks; the
+    budget is the chunks one window can span; what is kept is read from memory (a chunk
+    rewritten meanwhile reads old there) and the least recently used is dropped."""
+    rng = np.random.default_rng(1)
+    data = zarr.open(f"{tmp_path}/c.zarr", mode="w", shape=(2, 9, 10), chunks=(1, 4, 4), dtype="f4")
+    data[:] = rng.random(data.shape)
+    cache = ChunkCache(data, window=(3, 4))  # 2 channel chunks x 2 x 2, however it lies
+    assert cache.max_bytes == 8 * 4 * 4 * 4
+    for _ in range(20):
+        begin = [int(rng.integers(0, n)) for n in data.shape]
+        end = [int(rng.integers(b + 1, n + 1)) for b, n in zip(begin, data.shape, strict=True)]
+        selection = tuple(slice(b, e) for b, e in zip(begin, end, strict=True))
+        assert np.array_equal(cache.read(selection), data[selection])
+        assert cache._bytes <= cache.max_bytes
+    single = zarr.open(f"{tmp_path}/d.zarr", mode="w", shape=(9, 10), chunks=(4, 4), dtype="f4")
+    cache = ChunkCache(single, window=(1, 4))  # two chunks
+    first, second = ((slice(0, 4), slice(4 * i, 4 * i + 4)) for i in range(2))
+    below = (slice(4, 8), slice(0, 4))
+    for selection in (first, second, first, below):  # the second chunk is dropped
+        cache.read(selection)
+    single[:] = -1
+    assert np.all(cache.read(first) == 0) and np.all(cache.read(below) == 0)  # kept
+    assert np.all(cache.read(second) == -1)  # dropped: decoded anew
 
 
 def test_a_worker_writes_a_roi_as_funlib_does(stored, tmp_path):

@@ -44,7 +44,8 @@ class GraphWorker(blockwise.BlockWorker):
     context: Coordinate
 
     def setup(self) -> None:
-        self.affs_array = arrays.open_zarr(self.affs)
+        window = self.block + self.context * 2  # what a fragment block reads
+        self.affs_array = arrays.open_zarr(self.affs).cached(window)
         self.frags_array = arrays.open_zarr(self.frags, mode="r+")
         self.dims = arrays.affinity_dims(self.affs)
 
